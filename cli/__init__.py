@@ -1,0 +1,1 @@
+"""The ``netledger`` command-line interface."""

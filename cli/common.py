@@ -1,0 +1,155 @@
+"""Options, error handling and output shared by every command.
+
+Commands import the ledger inside their bodies, not at module level, so
+that ``netledger --help`` and quick queries do not pay for importing the
+event store and database drivers they do not use.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from ledger.aggregate import CommandContext
+    from ledger.application import Ledger
+
+log = logging.getLogger("netledger")
+
+DbOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--db",
+        envvar="NETLEDGER_DB",
+        help="Event store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME "
+        "(default: a SQLite file in the user's data directory).",
+        show_envvar=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+ActorOption = Annotated[
+    Optional[str],
+    typer.Option("--actor", help="Who is asking, recorded in every event (default: the OS user)."),
+]
+ReasonOption = Annotated[
+    Optional[str], typer.Option("--reason", help="Why, recorded in every event (optional).")
+]
+RequestIdOption = Annotated[
+    Optional[str],
+    typer.Option("--request-id", help="Id of this request, recorded in every event (default: a new UUID)."),
+]
+
+
+def fail(message: str, exit_code: int) -> None:
+    """Print one error line to standard error and exit with ``exit_code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(exit_code)
+
+
+@contextmanager
+def open_ledger(db: Optional[str]) -> Iterator[Ledger]:
+    """Open the event store named by ``db`` and turn every ledger error into one line and an exit code."""
+    from eventsourcing.persistence import PersistenceError
+
+    from ledger.errors import LedgerError
+    from ledger.storage import default_url, redact
+
+    url = db.strip() if db and db.strip() else default_url()
+    try:
+        ledger = _connect(url)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
+    except LedgerError as error:
+        log.info("command refused: %s", error.message)
+        fail(error.message, error.exit_code)
+    except PersistenceError as error:
+        fail(f"database {redact(url)} failed: {_first_line(error)}", 3)
+
+
+def _connect(url: str) -> Ledger:
+    from eventsourcing.persistence import PersistenceError
+
+    from ledger.application import Ledger
+    from ledger.errors import StorageError
+    from ledger.storage import environment_for, redact
+
+    env = environment_for(url)
+    try:
+        return Ledger(env=env)
+    except (PersistenceError, OSError) as error:
+        raise StorageError(f"cannot open database {redact(url)}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    from ledger.storage import redact
+
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    # Driver messages can echo the connection string; never print a password.
+    for word in line.split():
+        if "://" in word:
+            line = line.replace(word, redact(word))
+    return line
+
+
+def command_context(actor: Optional[str], reason: Optional[str], request_id: Optional[str]) -> CommandContext:
+    """Build the who, why and request id that every event of a command records."""
+    from ledger.aggregate import CommandContext
+    from ledger.errors import InvalidInput
+
+    if actor is not None and not actor.strip():
+        raise InvalidInput("--actor is empty; give a name or leave the option out")
+    if request_id is not None and not (1 <= len(request_id) <= 128 and request_id.isprintable()):
+        raise InvalidInput("--request-id must be 1-128 printable characters")
+    if reason is not None and not reason.isprintable():
+        raise InvalidInput("--reason must be printable text on one line")
+    return CommandContext(
+        actor=(actor or _os_user()).strip(),
+        request_id=request_id or str(uuid.uuid4()),
+        reason=reason or None,
+    )
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def guard_input(parse: Callable[[], Any]) -> Any:
+    """Run a parser of user input, turning ``InvalidInput`` into one line and exit status 2."""
+    from ledger.errors import InvalidInput
+
+    try:
+        return parse()
+    except InvalidInput as error:
+        fail(error.message, error.exit_code)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on standard output."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print rows as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    Console().print(table)
