@@ -44,7 +44,11 @@ ReasonOption = Annotated[
 ]
 RequestIdOption = Annotated[
     Optional[str],
-    typer.Option("--request-id", help="Id of this request, recorded in every event (default: a new UUID)."),
+    typer.Option(
+        "--request-id",
+        help="Id of this request, recorded in every event (default: a new UUID). Repeating a container "
+        "or pool command with the same id returns its first result instead of applying it again.",
+    ),
 ]
 
 
@@ -149,7 +153,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     Console().print(table)
