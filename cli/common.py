@@ -153,7 +153,10 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", min_width=len(column))
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
-    Console().print(table)
+    # Piped output has no terminal width; rich would assume 80 columns and
+    # fold IPv6 addresses, so give it room for one row per line.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(table)

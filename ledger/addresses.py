@@ -23,6 +23,10 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # IPAM plugins leave out the network and broadcast addresses of IPv4 subnets
 # of /30 and wider, because hosts cannot use them; /31 and /32 have neither.
 WIDEST_PREFIX_WITHOUT_RESERVED = 30
+# In IPv6 the all-zero host address of a prefix is the Subnet-Router anycast
+# address (RFC 4291, section 2.6.1), so pools leave it out too, except for
+# /127 point-to-point links (RFC 6164) and /128 single addresses.
+WIDEST_IPV6_PREFIX_WITHOUT_ANYCAST = 126
 
 
 def _printable(value: str) -> str:
@@ -101,6 +105,8 @@ def parse_range(value: str, what: str = "pool") -> AddressRange:
     reserved: tuple[int, ...] = ()
     if network.version == 4 and network.prefixlen <= WIDEST_PREFIX_WITHOUT_RESERVED:
         reserved = (int(network.network_address), int(network.broadcast_address))
+    elif network.version == 6 and network.prefixlen <= WIDEST_IPV6_PREFIX_WITHOUT_ANYCAST:
+        reserved = (int(network.network_address),)
     return AddressRange(
         text=str(network),
         version=network.version,

@@ -41,6 +41,14 @@ class IntervalSet:
         self._ends.append(end)
         self._count += end - start + 1
 
+    def count(self) -> int:
+        """Return the number of members.
+
+        Use this rather than ``len()``: Python's ``len()`` fails above
+        2**63 - 1 members, and an IPv6 /64 pool has 2**64.
+        """
+        return self._count
+
     def __len__(self) -> int:
         return self._count
 

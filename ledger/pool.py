@@ -42,15 +42,15 @@ class NetworkPool:
 
     @property
     def size(self) -> int:
-        return len(self.pool)
+        return self.pool.count()
 
     @property
     def allocated_count(self) -> int:
-        return len(self.alloc)
+        return self.alloc.count()
 
     @property
     def free_count(self) -> int:
-        return len(self.pool) - len(self.alloc)
+        return self.pool.count() - self.alloc.count()
 
     def contains(self, address: int) -> bool:
         """Return whether the address is in the pool at all."""
