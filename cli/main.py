@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from cli import container, network, pool
+from cli import container, import_cmd, network, pool
 
 app = typer.Typer(
     name="netledger",
@@ -17,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+network.app.command("import-host-local")(import_cmd.import_host_local)
 app.add_typer(network.app, name="network")
 app.add_typer(container.app, name="container")
 app.add_typer(pool.app, name="pool")
