@@ -61,7 +61,7 @@ def fail(message: str, exit_code: int) -> None:
 @contextmanager
 def open_ledger(db: Optional[str]) -> Iterator[Ledger]:
     """Open the event store named by ``db`` and turn every ledger error into one line and an exit code."""
-    from eventsourcing.persistence import PersistenceError
+    from eventsourcing.persistence import MapperDeserialisationError, PersistenceError
 
     from ledger.errors import LedgerError
     from ledger.storage import default_url, redact
@@ -77,7 +77,15 @@ def open_ledger(db: Optional[str]) -> Iterator[Ledger]:
         log.info("command refused: %s", error.message)
         fail(error.message, error.exit_code)
     except PersistenceError as error:
-        fail(f"database {redact(url)} failed: {_first_line(error)}", 3)
+        fail(f"database {redact(url)} failed: {_storage_reason(url, error)}", 3)
+    except MapperDeserialisationError as error:
+        # A stored event or snapshot that no longer decodes: damaged rows,
+        # or rows written by an incompatible version of netledger.
+        fail(
+            f"database {redact(url)} holds a record that cannot be decoded ({_first_line(error)}); "
+            "run 'netledger verify' to find its position",
+            3,
+        )
 
 
 def _connect(url: str) -> Ledger:
@@ -91,7 +99,20 @@ def _connect(url: str) -> Ledger:
     try:
         return Ledger(env=env)
     except (PersistenceError, OSError) as error:
-        raise StorageError(f"cannot open database {redact(url)}: {_first_line(error)}") from None
+        raise StorageError(f"cannot open database {redact(url)}: {_storage_reason(url, error)}") from None
+
+
+def _storage_reason(url: str, error: BaseException) -> str:
+    """Return why the database failed, asking it directly when the pool only timed out."""
+    from eventsourcing.persistence import InterfaceError, OperationalError
+
+    from ledger.storage import diagnose, environment_for
+
+    if isinstance(error, (OperationalError, InterfaceError)):
+        reason = diagnose(environment_for(url))
+        if reason is not None:
+            return reason
+    return _first_line(error)
 
 
 def _first_line(error: BaseException) -> str:
@@ -113,10 +134,13 @@ def command_context(actor: Optional[str], reason: Optional[str], request_id: Opt
 
     if actor is not None and not actor.strip():
         raise InvalidInput("--actor is empty; give a name or leave the option out")
+    if actor is not None and not (len(actor) <= 128 and actor.isprintable()):
+        raise InvalidInput("--actor must be 1-128 printable characters on one line")
     if request_id is not None and not (1 <= len(request_id) <= 128 and request_id.isprintable()):
         raise InvalidInput("--request-id must be 1-128 printable characters")
-    if reason is not None and not reason.isprintable():
-        raise InvalidInput("--reason must be printable text on one line")
+    # Every event of the command stores the reason, so it is kept to a sentence or two.
+    if reason is not None and not (len(reason) <= 1000 and reason.isprintable()):
+        raise InvalidInput("--reason must be printable text on one line, at most 1000 characters")
     return CommandContext(
         actor=(actor or _os_user()).strip(),
         request_id=request_id or str(uuid.uuid4()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Annotated, Any, Optional
 
@@ -67,7 +68,7 @@ def create(
     from ledger.errors import InvalidInput
 
     guard_input(lambda: parse_network_name(network))
-    cid = guard_input(lambda: parse_id(container_id)) if container_id is not None else _generated_id()
+    cid = guard_input(lambda: parse_id(container_id)) if container_id is not None else _generated_id(request_id)
     address = guard_input(lambda: parse_address(ip, "--ip address")) if ip is not None else None
     special = guard_input(lambda: parse_subnet(subnet, "--subnet")) if subnet is not None else None
     if special is not None and address is None:
@@ -82,8 +83,15 @@ def create(
         typer.echo(f"created container {row['id']}: ip {row['ip']} subnet {row['subnet']} gateway {row['gateway']}")
 
 
-def _generated_id() -> str:
-    return "c-" + secrets.token_hex(6)
+def _generated_id(request_id: Optional[str]) -> str:
+    """Return a new container id, derived from the request id when there is one.
+
+    A retry with the same request id then asks for the same container, so
+    the ledger recognises it as a retry instead of a new command.
+    """
+    if request_id is None:
+        return "c-" + secrets.token_hex(6)
+    return "c-" + hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def _raise(error: Exception) -> None:

@@ -29,13 +29,30 @@ WIDEST_PREFIX_WITHOUT_RESERVED = 30
 WIDEST_IPV6_PREFIX_WITHOUT_ANYCAST = 126
 
 
+# Longer values are cut in error messages, so that one message stays one line.
+SHOWN_LENGTH = 64
+
+
 def _printable(value: str) -> str:
-    return repr(value) if value.strip() != value or not value else value
+    if len(value) > SHOWN_LENGTH:
+        return _quoted(value)
+    return repr(value) if value.strip() != value or not value or not value.isprintable() else value
+
+
+def _quoted(value: str) -> str:
+    """Return ``value`` quoted for an error message, cut to SHOWN_LENGTH characters."""
+    if len(value) > SHOWN_LENGTH:
+        return repr(value[:SHOWN_LENGTH]) + f"... ({len(value)} characters)"
+    return repr(value)
 
 
 def parse_address(value: str, what: str = "address") -> IPAddress:
     """Parse one IPv4 or IPv6 address, rejecting prefixes and ranges."""
     text = value.strip()
+    if "%" in text:
+        raise InvalidInput(
+            f"invalid {what} {_printable(value)}: an IPv6 zone index (%...) has no meaning in a pool; leave it out"
+        )
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -52,6 +69,21 @@ def parse_subnet(value: str, what: str = "subnet") -> IPNetwork:
         raise InvalidInput(
             f"invalid {what} {_printable(value)}: expected a CIDR prefix such as 10.0.0.0/24"
         )
+    address_text, _, prefix_text = text.partition("/")
+    try:
+        if "%" in address_text:
+            raise ValueError("an IPv6 zone index has no meaning in a subnet")
+        address = ipaddress.ip_address(address_text)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid {what} {_printable(value)}: {address_text!r} is not an IPv4 or IPv6 address"
+        ) from None
+    valid_number = prefix_text.isascii() and prefix_text.isdigit() and len(prefix_text) <= 3
+    if not (valid_number and int(prefix_text) <= address.max_prefixlen):
+        raise InvalidInput(
+            f"invalid {what} {_printable(value)}: the prefix length must be a number from 0 to "
+            f"{address.max_prefixlen} for IPv{address.version}"
+        )
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as error:
@@ -62,7 +94,7 @@ def parse_id(value: str, what: str = "container id") -> str:
     """Check a container id: 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'."""
     if not ID_PATTERN.fullmatch(value):
         raise InvalidInput(
-            f"invalid {what} {value!r}: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+            f"invalid {what} {_quoted(value)}: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
         )
     return value
 
@@ -71,7 +103,7 @@ def parse_network_name(value: str) -> str:
     """Check a network name: 1-64 characters of A-Z, a-z, 0-9, '.', '_', '-', starting alphanumeric."""
     if not NAME_PATTERN.fullmatch(value):
         raise InvalidInput(
-            f"invalid network name {value!r}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' "
+            f"invalid network name {_quoted(value)}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' "
             "and '-', starting with a letter or digit"
         )
     return value
@@ -102,31 +134,39 @@ def parse_range(value: str, what: str = "pool") -> AddressRange:
         raise InvalidInput(
             f"invalid {what} {_printable(value)}: a /0 prefix would take the whole address space"
         )
-    reserved: tuple[int, ...] = ()
-    if network.version == 4 and network.prefixlen <= WIDEST_PREFIX_WITHOUT_RESERVED:
-        reserved = (int(network.network_address), int(network.broadcast_address))
-    elif network.version == 6 and network.prefixlen <= WIDEST_IPV6_PREFIX_WITHOUT_ANYCAST:
-        reserved = (int(network.network_address),)
     return AddressRange(
         text=str(network),
         version=network.version,
         first=int(network.network_address),
         last=int(network.broadcast_address),
-        reserved=reserved,
+        reserved=tuple(reserved_addresses(network)),
     )
 
 
+def reserved_addresses(network: IPNetwork) -> dict[int, str]:
+    """Return the addresses of a prefix that no host may use, each with its kind."""
+    if network.version == 4 and network.prefixlen <= WIDEST_PREFIX_WITHOUT_RESERVED:
+        return {int(network.network_address): "network", int(network.broadcast_address): "broadcast"}
+    if network.version == 6 and network.prefixlen <= WIDEST_IPV6_PREFIX_WITHOUT_ANYCAST:
+        return {int(network.network_address): "Subnet-Router anycast"}
+    return {}
+
+
 def _parse_dash_range(value: str, text: str, what: str) -> AddressRange:
+    if text.count("-") != 1:
+        raise InvalidInput(
+            f"invalid {what} range {_quoted(value)}: expected FIRST-LAST with one '-', such as 10.1.0.10-10.1.0.99"
+        )
     first_text, _, last_text = text.partition("-")
-    first = parse_address(first_text, f"first address of {what} range {value!r}")
-    last = parse_address(last_text, f"last address of {what} range {value!r}")
+    first = parse_address(first_text, f"first address of {what} range {_quoted(value)}")
+    last = parse_address(last_text, f"last address of {what} range {_quoted(value)}")
     if first.version != last.version:
         raise InvalidInput(
-            f"invalid {what} range {value!r}: it mixes IPv{first.version} and IPv{last.version}"
+            f"invalid {what} range {_quoted(value)}: it mixes IPv{first.version} and IPv{last.version}"
         )
     if int(first) > int(last):
         raise InvalidInput(
-            f"invalid {what} range {value!r}: {first} comes after {last}; write the lower address first"
+            f"invalid {what} range {_quoted(value)}: {first} comes after {last}; write the lower address first"
         )
     return AddressRange(text=f"{first}-{last}", version=first.version, first=int(first), last=int(last))
 
@@ -137,8 +177,15 @@ def build_pool(pools: list[AddressRange], excludes: list[AddressRange]) -> Inter
     removed = IntervalSet((item.first, item.last) for item in excludes)
     for item in pools:
         for address in item.reserved:
-            removed.add(address)
+            # With overlapping pools, 10.0.0.127 is the broadcast address of
+            # 10.0.0.0/25 but an ordinary host of 10.0.0.0/24: keep it then.
+            if not any(_usable_in(other, address) for other in pools):
+                removed.add(address)
     return pool.subtract(removed)
+
+
+def _usable_in(item: AddressRange, address: int) -> bool:
+    return item.first <= address <= item.last and address not in item.reserved
 
 
 def address_from_int(value: int, version: int) -> IPAddress:

@@ -9,6 +9,7 @@ carries the hash-chain digest described in ``ledger.chain``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Optional
 from uuid import UUID, uuid5
@@ -48,6 +49,12 @@ class LedgerEvent(Aggregate.Event):
     reason: Optional[str]
     request_id: str
     digest: str
+
+    def mutate(self, aggregate: Any) -> Any:
+        """Apply the event, then note its command in the network's recent requests."""
+        mutated = super().mutate(aggregate)
+        aggregate.net.requests.observe(self)
+        return mutated
 
 
 class NetworkCreated(Aggregate.Created):
@@ -101,10 +108,12 @@ class ContainerCreated(LedgerEvent):
     subnet: str
     gw: str
     pooled: bool
+    # Whether the caller chose the ip, so that a retry by request id can be
+    # compared with the original arguments. Events stored before this field
+    # existed read as False.
+    ip_requested: bool = False
 
     def apply(self, aggregate: Network) -> None:
-        import ipaddress
-
         container = ContainerNet(
             container_id=self.container_id,
             ip=_parse(self.ip),
@@ -139,8 +148,6 @@ class AddressesReleased(LedgerEvent):
 
 
 def _parse(text: str) -> IPAddress:
-    import ipaddress
-
     return ipaddress.ip_address(text)
 
 
@@ -194,7 +201,7 @@ class Network(Aggregate):
         )
         self.trigger_event(event_class, timestamp=timestamp, digest=digest, **fields)
 
-    def create_container(self, container: ContainerNet, context: CommandContext) -> None:
+    def create_container(self, container: ContainerNet, context: CommandContext, ip_requested: bool = False) -> None:
         """Record a container checked by one of ``Net.plan_create_*``."""
         cid = container.container_id
         if container.pooled:
@@ -208,6 +215,7 @@ class Network(Aggregate):
             subnet=str(container.subnet),
             gw=str(container.gw),
             pooled=container.pooled,
+            ip_requested=ip_requested,
         )
 
     def create_from_pool(self, container_id: str, context: CommandContext) -> ContainerNet:
@@ -219,7 +227,7 @@ class Network(Aggregate):
     def create_with_ip(self, container_id: str, ip: IPAddress, context: CommandContext) -> ContainerNet:
         """``CNCreateFromPoolWithSpecificIP``: take ``ip`` and a gateway from the pool."""
         container = self.net.plan_create_with_ip(container_id, ip)
-        self.create_container(container, context)
+        self.create_container(container, context, ip_requested=True)
         return container
 
     def create_in_subnet(
@@ -227,7 +235,7 @@ class Network(Aggregate):
     ) -> ContainerNet:
         """``CNCreateSubnet``: place ``ip`` in a special subnet; the gateway comes from the pool."""
         container = self.net.plan_create_in_subnet(container_id, subnet, ip)
-        self.create_container(container, context)
+        self.create_container(container, context, ip_requested=True)
         return container
 
     def destroy(self, container_id: str, context: CommandContext) -> list[IPAddress]:

@@ -5,15 +5,23 @@ the events after it), runs the command method, and appends the command's
 events in one transaction. When another writer appended to the same
 network first, the append fails on the stream's version, and the command
 is reloaded and checked again against the new state.
+
+Container create and destroy and pool allocate and release are idempotent
+by request id: a command whose request id the network has recorded
+(``ledger.requests``) returns the recorded result and appends nothing, so
+a client may retry after losing the reply. The same request id with other
+arguments is rejected with ``RequestIdReused``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Transcoder
@@ -24,6 +32,7 @@ from ledger.addresses import AddressRange, IPAddress, IPNetwork, build_pool, par
 from ledger.aggregate import CommandContext, Network, NetworkCreated, network_id
 from ledger.model import ContainerNet
 from ledger.pool import POLICIES, NetworkPool
+from ledger.requests import ALLOCATE, CREATE, DESTROY, RELEASE, RequestRecord, release_arguments
 from ledger.transcoding import NetAsDict
 
 log = logging.getLogger(__name__)
@@ -33,7 +42,24 @@ T = TypeVar("T")
 # A snapshot every 100 events bounds a load to one snapshot plus at most 99
 # events, while keeping snapshot writes to about one per 30 commands.
 SNAPSHOT_INTERVAL = 100
-MAX_ATTEMPTS = 8
+
+# Writers of one network append one at a time, so under contention a command
+# can lose the race many times in a row: four writers on one network lost it
+# eight times in a row about once in 250 commands. A command therefore retries
+# until RETRY_DEADLINE seconds have passed, not a fixed number of times, with
+# jittered exponential backoff capped at MAX_BACKOFF seconds.
+RETRY_DEADLINE = 30.0
+MAX_BACKOFF = 0.2
+
+
+@dataclass(frozen=True)
+class Retry(Generic[T]):
+    """The request id, command and arguments of a command, and the function that rebuilds its recorded result."""
+
+    request_id: str
+    command: str
+    arguments: tuple[Any, ...]
+    result_of: Callable[[RequestRecord], T]
 
 
 class Ledger(Application):
@@ -41,6 +67,8 @@ class Ledger(Application):
 
     name = "netledger"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Network: SNAPSHOT_INTERVAL}
+    # Appends retried after another writer appended first, since this object was made.
+    conflict_retries = 0
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)  # type: ignore[arg-type]
@@ -130,57 +158,114 @@ class Ledger(Application):
         subnet: IPNetwork | None = None,
     ) -> ContainerNet:
         """Create a container network from the pool, with a given pool ip, or in a special subnet."""
-        if subnet is not None:
-            if ip is None:
-                raise errors.InvalidInput("--subnet needs --ip: give the container's address in the subnet")
+        if subnet is not None and ip is None:
+            raise errors.InvalidInput("--subnet needs --ip: give the container's address in the subnet")
+        arguments = (container_id, None if ip is None else str(ip), None if subnet is None else str(subnet))
+        retry = Retry(context.request_id, CREATE, arguments, _container_of)
+        if subnet is not None and ip is not None:
             return self._run(
-                network_name,
-                lambda network: network.create_in_subnet(container_id, subnet, ip, context),
+                network_name, lambda network: network.create_in_subnet(container_id, subnet, ip, context), retry
             )
         if ip is not None:
-            return self._run(network_name, lambda network: network.create_with_ip(container_id, ip, context))
-        return self._run(network_name, lambda network: network.create_from_pool(container_id, context))
+            return self._run(network_name, lambda network: network.create_with_ip(container_id, ip, context), retry)
+        return self._run(network_name, lambda network: network.create_from_pool(container_id, context), retry)
 
     def destroy_container(self, network_name: str, container_id: str, context: CommandContext) -> list[IPAddress]:
         """Destroy a container and return the pool addresses released for it."""
-        return self._run(network_name, lambda network: network.destroy(container_id, context))
+        retry = Retry(context.request_id, DESTROY, (container_id,), _addresses_of)
+        return self._run(network_name, lambda network: network.destroy(container_id, context), retry)
 
     def allocate(self, network_name: str, count: int, context: CommandContext) -> list[IPAddress]:
         """Allocate one address, or an address and a gateway, without a container."""
-        return self._run(network_name, lambda network: network.allocate(count, context))
+        retry = Retry(context.request_id, ALLOCATE, (count,), _addresses_of)
+        return self._run(network_name, lambda network: network.allocate(count, context), retry)
 
     def release(
         self, network_name: str, addresses: list[IPAddress], context: CommandContext
     ) -> tuple[list[IPAddress], dict[str, str]]:
         """Release addresses allocated without a container; report those ignored."""
-        return self._run(network_name, lambda network: network.release(addresses, context))
+        arguments = release_arguments([str(address) for address in addresses])
+        retry = Retry(context.request_id, RELEASE, arguments, _release_of)
+        return self._run(network_name, lambda network: network.release(addresses, context), retry)
 
-    def _run(self, network_name: str, command: Callable[[Network], T]) -> T:
+    def _run(self, network_name: str, command: Callable[[Network], T], retry: Retry[T]) -> T:
         """Run a command on a freshly loaded network, retrying after a concurrent append."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        deadline = time.monotonic() + RETRY_DEADLINE
+        attempt = 0
+        while True:
+            attempt += 1
             network = self.network(network_name)
+            earlier = _recorded(network, retry)
+            if earlier is not None:
+                return retry.result_of(earlier)
             result = command(network)
             if not network.pending_events:
                 return result
             try:
                 self.save(network)
             except IntegrityError:
-                delay = random.uniform(0, 0.005 * 2**attempt)
+                # Jittered backoff, so that writers that collided do not collide again at once.
+                delay = random.uniform(0, min(MAX_BACKOFF, 0.005 * 2 ** min(attempt, 10)))
+                if time.monotonic() + delay > deadline:
+                    break
+                self.conflict_retries += 1
                 log.info(
-                    "network %s changed under request %s (attempt %d of %d); retrying in %.3fs",
+                    "network %s changed under request %s (attempt %d); retrying in %.3fs",
                     network_name,
-                    getattr(network.pending_events[0], "request_id", "?") if network.pending_events else "?",
+                    retry.request_id,
                     attempt,
-                    MAX_ATTEMPTS,
                     delay,
                 )
                 time.sleep(delay)
                 continue
             return result
+        log.warning("request %s on network %s gave up after %d attempts", retry.request_id, network_name, attempt)
         raise errors.ConcurrentUpdate(
-            f"network {network_name} kept changing under this command after {MAX_ATTEMPTS} attempts; "
-            "retry it"
+            f"network {network_name} kept changing under this command for {RETRY_DEADLINE:.0f} s "
+            f"({attempt} attempts); retry it"
         )
+
+
+def _recorded(network: Network, retry: Retry[Any]) -> RequestRecord | None:
+    """Return the record of a request the network has already applied, or None.
+
+    Raises ``RequestIdReused`` when the recorded command or arguments differ.
+    """
+    earlier = network.net.requests.get(retry.request_id)
+    if earlier is None:
+        return None
+    if earlier.command != retry.command or earlier.arguments != retry.arguments:
+        raise errors.RequestIdReused(
+            f"request id {retry.request_id} was already used on network {network.net.name} "
+            f"for '{earlier.describe()}'; repeat that command exactly to retry it, "
+            "or give a new request id"
+        )
+    log.info(
+        "request %s on network %s was already applied; returning its recorded result",
+        retry.request_id,
+        network.net.name,
+    )
+    return earlier
+
+
+def _container_of(record: RequestRecord) -> ContainerNet:
+    container_id, _, subnet_text = record.arguments
+    ip_text, gw_text = record.result
+    ip = ipaddress.ip_address(ip_text)
+    if subnet_text is None:
+        subnet = ipaddress.ip_network(f"{ip_text}/{ip.max_prefixlen}")
+    else:
+        subnet = ipaddress.ip_network(subnet_text)
+    return ContainerNet(container_id, ip, subnet, ipaddress.ip_address(gw_text), pooled=subnet_text is None)
+
+
+def _addresses_of(record: RequestRecord) -> list[IPAddress]:
+    return [ipaddress.ip_address(text) for text in record.result[0]]
+
+
+def _release_of(record: RequestRecord) -> tuple[list[IPAddress], dict[str, str]]:
+    released, ignored = record.result
+    return [ipaddress.ip_address(text) for text in released], dict(ignored)
 
 
 def _build_network_pool(

@@ -94,3 +94,9 @@ class AddressNotInSubnet(Refused):
 
 class AddressReserved(Refused):
     code = "address-reserved"
+
+
+class RequestIdReused(Refused):
+    """A request id the network already recorded, given with another command or arguments."""
+
+    code = "request-id-reused"

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from ledger import errors
 from ledger.addresses import (
-    WIDEST_PREFIX_WITHOUT_RESERVED,
     IPAddress,
     IPNetwork,
     address_from_int,
+    reserved_addresses,
 )
 from ledger.pool import NetworkPool
+from ledger.requests import RecentRequests
 
 IP_ROLE = "ip"
 GATEWAY_ROLE = "gateway"
@@ -62,6 +63,8 @@ class Net:
     Besides the model's state (``pool`` and ``containers``) it keeps two
     indexes so that checks do not scan every container: which container holds
     each pool address, and which containers sit in each special subnet.
+    ``requests`` is the bounded record of recent requests that makes
+    retries idempotent (``ledger.requests``); it is not part of the model.
     """
 
     def __init__(self, name: str, pool: NetworkPool) -> None:
@@ -70,6 +73,7 @@ class Net:
         self.containers: dict[str, ContainerNet] = {}
         self.holders: dict[int, tuple[str, str]] = {}
         self.subnet_members: dict[IPNetwork, dict[str, int]] = {}
+        self.requests = RecentRequests()
         self.last_digest = ""
 
     @property
@@ -116,9 +120,12 @@ class Net:
     def choose(self, count: int, exclude: frozenset[int] = frozenset()) -> list[int]:
         chosen = self.pool.choose(count, exclude)
         if chosen is None:
+            # A requested ip is free but cannot be its own gateway, so the message
+            # names it. Otherwise "1 needed, 1 free" reads as a contradiction.
+            besides = "".join(f" besides {self.address(value)}" for value in sorted(exclude))
             raise errors.PoolExhausted(
                 f"pool of network {self.name} is exhausted: {count} free address"
-                f"{'es' if count > 1 else ''} needed, {self.pool.free_count} of "
+                f"{'es' if count > 1 else ''} needed{besides}, {self.pool.free_count} of "
                 f"{self.pool.size} free; destroy containers or release addresses"
             )
         return chosen
@@ -175,9 +182,8 @@ class Net:
             raise errors.AddressNotInSubnet(
                 f"address {ip} is not in subnet {subnet}; give an address inside it"
             )
-        reserved = subnet.version == 4 and subnet.prefixlen <= WIDEST_PREFIX_WITHOUT_RESERVED
-        if reserved and ip in (subnet.network_address, subnet.broadcast_address):
-            kind = "network" if ip == subnet.network_address else "broadcast"
+        kind = reserved_addresses(subnet).get(int(ip))
+        if kind is not None:
             raise errors.AddressReserved(
                 f"address {ip} is the {kind} address of subnet {subnet}; "
                 "give a host address inside it"

@@ -4,11 +4,20 @@
 ``sqlite:///:memory:`` select the library's SQLite recorder;
 ``postgresql://user:password@host:port/dbname`` selects its PostgreSQL
 recorder. Nothing else in the ledger knows which database is in use.
+
+The PostgreSQL settings keep a long-lived process working across a server
+restart: the connection pool checks a connection before handing it out
+(``POSTGRES_PRE_PING``), so connections broken by the restart are replaced
+instead of failing a command, and the library retries a failed statement
+10 times, 0.2 s apart, each waiting up to ``connect_timeout`` seconds for a
+connection. A command in flight therefore rides out a restart shorter than
+about ``10 * (connect_timeout + 0.2)`` seconds and fails after that.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
@@ -16,7 +25,18 @@ from ledger.errors import InvalidInput
 
 DB_ENV_VAR = "NETLEDGER_DB"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-POSTGRES_OPTIONS = {"schema": "POSTGRES_SCHEMA", "connect_timeout": "POSTGRES_CONNECT_TIMEOUT"}
+# URL query options. create_tables=no lets a role that may not create or
+# alter tables (one set up by 'netledger db init --writer-role') open a
+# store that 'netledger db init' has created.
+POSTGRES_OPTIONS = {
+    "schema": "POSTGRES_SCHEMA",
+    "connect_timeout": "POSTGRES_CONNECT_TIMEOUT",
+    "create_tables": "CREATE_TABLE",
+}
+# One connection serves one command at a time; the overflow serves other
+# threads (a projection follower's subscription). The library's default of
+# 5 + 10 would open 5 connections for every CLI command.
+POSTGRES_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4", "POSTGRES_PRE_PING": "y"}
 
 
 def default_url() -> str:
@@ -61,7 +81,7 @@ def environment_for(url: str) -> dict[str, str]:
 def _sqlite_environment(url: str, netloc: str, path: str) -> dict[str, str]:
     if netloc or not path.startswith("/") or path == "/":
         raise InvalidInput(
-            f"invalid database URL {url!r}: a SQLite URL is sqlite:///relative/path "
+            f"invalid database URL {redact(url)}: a SQLite URL is sqlite:///relative/path "
             "or sqlite:////absolute/path"
         )
     target = unquote(path[1:])
@@ -70,12 +90,12 @@ def _sqlite_environment(url: str, netloc: str, path: str) -> dict[str, str]:
     else:
         file_path = Path(target)
         if file_path.is_dir():
-            raise InvalidInput(f"invalid database URL {url!r}: {file_path} is a directory, not a file")
+            raise InvalidInput(f"invalid database URL {redact(url)}: {file_path} is a directory, not a file")
         try:
             file_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise InvalidInput(
-                f"invalid database URL {url!r}: cannot create {file_path.parent}: {error.strerror}"
+                f"invalid database URL {redact(url)}: cannot create {file_path.parent}: {error.strerror}"
             ) from None
         dbname = str(file_path)
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": dbname}
@@ -98,6 +118,7 @@ def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no
         "POSTGRES_USER": unquote(parts.username or "") or os.environ.get("PGUSER", "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "5",
+        **POSTGRES_POOL,
     }
     for key, values in parse_qs(parts.query).items():
         if key not in POSTGRES_OPTIONS:
@@ -106,4 +127,54 @@ def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no
                 f"known options are {', '.join(sorted(POSTGRES_OPTIONS))}"
             )
         env[POSTGRES_OPTIONS[key]] = values[-1]
+    timeout = env["POSTGRES_CONNECT_TIMEOUT"]
+    if not (timeout.isdigit() and 1 <= int(timeout) <= 600):
+        raise InvalidInput(
+            f"invalid database URL {safe}: connect_timeout {timeout!r} is not a whole number of seconds from 1 to 600"
+        )
+    if env.get("CREATE_TABLE", "yes") not in ("yes", "no"):
+        raise InvalidInput(f"invalid database URL {safe}: create_tables must be yes or no")
+    # The library writes the schema into some statements unquoted, so only
+    # plain lower-case names work. NOTE: a reserved word (user, select) passes
+    # this check and fails when the store opens, with the server's syntax error.
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", env.get("POSTGRES_SCHEMA", "public")):
+        raise InvalidInput(
+            f"invalid database URL {safe}: schema must be 1-63 of a-z, 0-9 and '_', not starting with a digit"
+        )
     return env
+
+
+def diagnose(env: dict[str, str]) -> str | None:
+    """Connect once, outside the pool, and return why it fails (None when it works).
+
+    The pool hides the cause of a failed connection behind "couldn't get a
+    connection after N sec"; one direct attempt names it (refused, wrong
+    password, no such database). The password never appears in the result.
+    """
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        return None
+    import psycopg
+
+    try:
+        connection = psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=max(1, int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5")))),
+        )
+    except psycopg.Error as error:
+        return scrub(str(error), env.get("POSTGRES_PASSWORD", ""))
+    connection.close()
+    return None
+
+
+def scrub(message: str, password: str) -> str:
+    """Return a driver message on one line, without the password or a URL's password."""
+    text = re.sub(r"^connection failed: ", "", message.strip())
+    text = re.sub(r"FATAL:\s+", "", text)
+    text = "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+    if password:
+        text = text.replace(password, "***")
+    return re.sub(r"\S+://\S+", lambda match: redact(match.group(0)), text)

@@ -5,6 +5,8 @@ as the model's state only: the pool and allocated set as flat lists of
 range bounds, the cursor, and one short row per container. The indexes are
 rebuilt on load, so a snapshot's size follows the number of containers and
 the fragmentation of the allocated set, never the size of the pool.
+The record of recent requests is bounded and stored as one string
+(``ledger.requests``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from eventsourcing.persistence import Transcoding
 from ledger.intervals import IntervalSet
 from ledger.model import ContainerNet, Net
 from ledger.pool import NetworkPool
+from ledger.requests import RecentRequests
 
 
 class NetAsDict(Transcoding):
@@ -40,6 +43,7 @@ class NetAsDict(Transcoding):
             "cursor": pool.cursor,
             "containers": rows,
             "digest": obj.last_digest,
+            "requests": obj.requests.to_text(),
         }
 
     def decode(self, data: dict[str, Any]) -> Net:
@@ -60,4 +64,6 @@ class NetAsDict(Transcoding):
             gw = ipaddress.ip_address(gw_text)
             net.apply_container_created(ContainerNet(container_id, ip, subnet, gw, pooled))
         net.last_digest = data["digest"]
+        # Snapshots taken before requests were recorded have no rows.
+        net.requests = RecentRequests(data.get("requests", ""))
         return net

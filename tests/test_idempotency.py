@@ -1,0 +1,242 @@
+"""Retries by request id return the original result and append nothing.
+
+Container create and destroy and pool allocate and release record their
+request id, arguments and result in the network's bounded record of recent
+requests (``ledger.requests``). A retry with the same id and arguments
+returns the recorded result; the same id with other arguments is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from ledger import errors
+from ledger.addresses import parse_range
+from ledger.aggregate import CommandContext, network_id
+from ledger.application import SNAPSHOT_INTERVAL, Ledger
+from ledger.requests import CREATE, DESTROY, RecentRequests, RequestRecord
+from ledger.storage import environment_for
+from tests.reliability_support import replay_checking_invariants, stored_events
+
+
+def context(request_id: str) -> CommandContext:
+    return CommandContext(actor="test", request_id=request_id)
+
+
+@pytest.fixture
+def ledger(db_url: str) -> Iterator[Ledger]:
+    opened = Ledger(env=environment_for(db_url))
+    opened.create_network("web", [parse_range("10.1.0.0/24")], [], "lowest", context("network"))
+    yield opened
+    opened.close()
+
+
+def test_create_retry_returns_original_and_appends_nothing(ledger: Ledger) -> None:
+    first = ledger.create_container("web", context("r1"), "a1")
+    count = ledger.event_count()
+
+    again = ledger.create_container("web", context("r1"), "a1")
+
+    assert again == first
+    assert (str(again.ip), str(again.gw)) == ("10.1.0.1", "10.1.0.2")
+    assert ledger.event_count() == count
+
+
+def test_subnet_create_retry_returns_original(ledger: Ledger) -> None:
+    subnet = ipaddress.ip_network("192.168.5.0/24")
+    ip = ipaddress.ip_address("192.168.5.7")
+    first = ledger.create_container("web", context("r1"), "s1", ip, subnet)
+    count = ledger.event_count()
+
+    again = ledger.create_container("web", context("r1"), "s1", ip, subnet)
+
+    assert again == first
+    assert again.pooled is False
+    assert ledger.event_count() == count
+
+
+def test_destroy_retry_returns_original_release(ledger: Ledger) -> None:
+    ledger.create_container("web", context("r1"), "a1")
+    released = ledger.destroy_container("web", "a1", context("d1"))
+    count = ledger.event_count()
+
+    again = ledger.destroy_container("web", "a1", context("d1"))
+
+    assert [str(address) for address in again] == ["10.1.0.1", "10.1.0.2"]
+    assert again == released
+    assert ledger.event_count() == count
+
+
+def test_pool_allocate_and_release_retries_return_originals(ledger: Ledger) -> None:
+    chosen = ledger.allocate("web", 2, context("a1"))
+    assert ledger.allocate("web", 2, context("a1")) == chosen
+    addresses = [*chosen, ipaddress.ip_address("10.9.9.9")]
+    released = ledger.release("web", addresses, context("rel1"))
+    count = ledger.event_count()
+
+    again = ledger.release("web", list(reversed(addresses)), context("rel1"))
+
+    assert again == released
+    assert again[1] == {"10.9.9.9": "not in the pool"}
+    assert ledger.event_count() == count
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(lambda ledger: ledger.create_container("web", context("r1"), "a2"), id="other-id"),
+        pytest.param(
+            lambda ledger: ledger.create_container("web", context("r1"), "a1", ipaddress.ip_address("10.1.0.1")),
+            id="ip-added",
+        ),
+        pytest.param(lambda ledger: ledger.destroy_container("web", "a1", context("r1")), id="destroy"),
+        pytest.param(lambda ledger: ledger.allocate("web", 1, context("r1")), id="allocate"),
+    ],
+)
+def test_reused_request_id_is_rejected(ledger: Ledger, command: Any) -> None:
+    ledger.create_container("web", context("r1"), "a1")
+    count = ledger.event_count()
+
+    with pytest.raises(errors.RequestIdReused) as refused:
+        command(ledger)
+
+    assert refused.value.message == (
+        "request id r1 was already used on network web for 'container create --id a1'; "
+        "repeat that command exactly to retry it, or give a new request id"
+    )
+    assert refused.value.exit_code == 1
+    assert ledger.event_count() == count
+
+
+def test_retry_after_snapshot_and_reopen(db_url: str, ledger: Ledger) -> None:
+    first = ledger.create_container("web", context("r1"), "a1")
+    for i in range(SNAPSHOT_INTERVAL // 3 + 1):
+        ledger.create_container("web", context(f"fill-{i}"), f"f{i}")
+    ledger.close()
+
+    reopened = Ledger(env=environment_for(db_url))
+    snapshots = list(reopened.snapshots.get(network_id("web"))) if reopened.snapshots else []
+    count = reopened.event_count()
+    again = reopened.create_container("web", context("r1"), "a1")
+    count_after = reopened.event_count()
+    reopened.close()
+
+    assert len(snapshots) == 1
+    assert again == first
+    assert count_after == count
+
+
+def test_record_rebuilt_by_replay_equals_snapshot(db_url: str, ledger: Ledger) -> None:
+    for i in range(40):
+        ledger.create_container("web", context(f"c{i}"), f"c{i}")
+    for i in range(0, 40, 3):
+        ledger.destroy_container("web", f"c{i}", context(f"d{i}"))
+    ledger.allocate("web", 2, context("alloc"))
+
+    from_snapshot = ledger.network("web").net.requests
+    replayed = replay_checking_invariants(stored_events(db_url))["web"].net.requests
+
+    assert replayed.to_text() == from_snapshot.to_text()
+    assert len(replayed) == 40 + 14 + 1
+    assert replayed.get("d3") == RequestRecord(DESTROY, ("c3",), (("10.1.0.7", "10.1.0.8"),))
+
+
+def test_racing_retry_returns_winner_result(
+    db_url: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rival = Ledger(env=environment_for(db_url))
+    load = ledger.network
+    raced = []
+
+    def load_then_lose_the_race(name: str) -> Any:
+        loaded = load(name)
+        if not raced:
+            raced.append(rival.create_container("web", context("r1"), "a1"))
+        return loaded
+
+    monkeypatch.setattr(ledger, "network", load_then_lose_the_race)
+    result = ledger.create_container("web", context("r1"), "a1")
+    rival.close()
+
+    assert result == raced[0]
+    assert ledger.conflict_retries == 1
+    assert ledger.event_count() == 1 + 3
+
+
+def record(n: int) -> RequestRecord:
+    return RequestRecord(CREATE, (f"c{n}", None, None), (f"10.0.0.{n}", f"10.0.1.{n}"))
+
+
+def test_record_keeps_only_the_newest_requests() -> None:
+    recent = RecentRequests(limit=3)
+    for n in range(5):
+        recent.add(f"r{n}", record(n), at=1000 + n)
+
+    assert len(recent) == 3
+    assert recent.get("r1") is None
+    assert recent.get("r2") == record(2)
+    reloaded = RecentRequests(recent.to_text(), limit=3)
+    reloaded.add("r5", record(5), at=1005)
+    assert reloaded.get("r2") is None
+    assert [reloaded.get(f"r{n}") for n in (3, 4, 5)] == [record(3), record(4), record(5)]
+
+
+def test_record_forgets_requests_older_than_window() -> None:
+    recent = RecentRequests(limit=100, window=60)
+    recent.add("old", record(1), at=1000)
+    recent.add("mid", record(2), at=1030)
+    recent.add("new", record(3), at=1061)
+
+    assert recent.get("old") is None
+    assert recent.get("mid") == record(2)
+    assert len(recent) == 2
+
+
+def test_record_escapes_request_ids_with_separators() -> None:
+    strange = "a b|c,d=e%f\u00e9"
+    recent = RecentRequests()
+    recent.add(strange, record(1), at=1000)
+    recent.add("a", record(2), at=1000)
+    reloaded = RecentRequests(recent.to_text())
+
+    assert reloaded.get(strange) == record(1)
+    assert reloaded.get("a") == record(2)
+    assert reloaded.get("a b") is None
+
+
+def test_retry_without_requested_ip_rejected(db_url: str, ledger: Ledger) -> None:
+    chosen = ipaddress.ip_address("10.1.0.9")
+    ledger.create_container("web", context("r1"), "a1", chosen)
+
+    with pytest.raises(errors.RequestIdReused) as refused:
+        ledger.create_container("web", context("r1"), "a1")
+
+    assert "'container create --id a1 --ip 10.1.0.9'" in refused.value.message
+    replayed = replay_checking_invariants(stored_events(db_url))["web"].net.requests
+    assert replayed.get("r1") == RequestRecord(CREATE, ("a1", "10.1.0.9", None), ("10.1.0.9", "10.1.0.1"))
+
+
+runner = CliRunner()
+
+
+def test_cli_retried_create_prints_same_container(sqlite_url: str) -> None:
+    runner.invoke(app, ["network", "create", "web", "--pool", "10.2.0.0/24", "--db", sqlite_url])
+
+    first = runner.invoke(app, ["container", "create", "web", "--request-id", "job-7", "--db", sqlite_url])
+    again = runner.invoke(app, ["container", "create", "web", "--request-id", "job-7", "--db", sqlite_url])
+    other = runner.invoke(
+        app, ["container", "create", "web", "--id", "x1", "--request-id", "job-7", "--db", sqlite_url]
+    )
+
+    assert first.exit_code == again.exit_code == 0
+    assert again.stdout == first.stdout
+    assert first.stdout.startswith("created container c-")
+    assert "ip 10.2.0.1 subnet 10.2.0.1/32 gateway 10.2.0.2" in first.stdout
+    assert other.exit_code == 1
+    assert other.stderr.startswith("error: request id job-7 was already used on network web for 'container create --id c-")
