@@ -1,0 +1,197 @@
+"""Keep the read models caught up with the ledger's notification log.
+
+Every read model follows the log on its own tracking position. Catching
+up reads the log once, a page at a time, and gives each read model the
+events after its position in one transaction per page. When another
+process (a follower, or a query catching up at the same time) moved a
+read model first, the write is refused, nothing is written, and catching
+up starts again from the positions as they now are.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, Tracking
+
+from ledger.errors import InvalidInput, StorageError
+from projections.base import Item, ReadModel
+from projections.free import FreeAddresses
+from projections.history import AddressHistory
+from projections.occupancy import Occupancy
+from projections.store import APPLICATION_NAME, PositionMoved, Session, ViewInconsistent, ViewStore, adapter_class
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+
+log = logging.getLogger("netledger.projections")
+
+T = TypeVar("T")
+READ_MODELS: tuple[type[ReadModel], ...] = (FreeAddresses, Occupancy, AddressHistory)
+NAMES = tuple(model.name for model in READ_MODELS)
+# Events per transaction. A rebuild then commits once per 500 events instead
+# of once per event, and holds only one page of decoded events in memory.
+BATCH_SIZE = 500
+MAX_ATTEMPTS = 8
+# A follower that finds more new events than this in one poll is falling
+# behind the writers, and logs a warning. The figure is a choice, not a measurement.
+LAG_WARNING = 10_000
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReadModelStatus:
+    """How far one read model has followed the log."""
+
+    name: str
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+
+class ReadModels:
+    """The three read models of one ledger, in the ledger's database."""
+
+    def __init__(self, ledger: Ledger, batch_size: int = BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise InvalidInput(f"invalid batch size {batch_size}: give 1 or more events per transaction")
+        self.ledger = ledger
+        self.batch_size = batch_size
+        store_class = adapter_class(type(ledger.factory).__module__)
+        datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+        # A store opened with CREATE_TABLE=no (the URL option create_tables=no)
+        # is used by a role that may not create tables, so the read models'
+        # tables must exist already.
+        create_tables = ledger.factory.env_create_table()  # type: ignore[attr-defined]
+        self.models: dict[str, ReadModel] = {}
+        for model_class in READ_MODELS:
+            store = store_class(datastore, model_class.schema)  # type: ignore[call-arg]
+            if create_tables:
+                _create_tables(store)
+            self.models[model_class.name] = model_class(view=store)
+
+    def head(self) -> int:
+        """Return the notification id of the last stored event (0 for none)."""
+        return self.ledger.recorder.max_notification_id() or 0
+
+    def status(self) -> list[ReadModelStatus]:
+        """Return each read model's position and the head of the log."""
+        head = self.head()
+        return [ReadModelStatus(name, model.view.position(), head) for name, model in self.models.items()]
+
+    def read(self, name: str, steps: Callable[[Session], T]) -> tuple[int, T]:
+        """Return a read model's position and the result of ``steps`` on its tables, from one snapshot."""
+        return self.models[name].view.read(steps)
+
+    def catch_up(self, progress: Progress | None = None) -> dict[str, int]:
+        """Apply every event stored now to every read model; return how many each applied."""
+        head = self.head()
+        applied = dict.fromkeys(self.models, 0)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                self._catch_up_to(head, applied, progress)
+                return applied
+            except (PositionMoved, OperationalError) as error:
+                if attempt == MAX_ATTEMPTS and isinstance(error, OperationalError):
+                    raise
+                delay = random.uniform(0, 0.01 * 2**attempt)
+                log.info(
+                    "catching up was interrupted (%s); reading positions again in %.3fs "
+                    "(attempt %d of %d)", error, delay, attempt, MAX_ATTEMPTS,
+                )
+                time.sleep(delay)
+        raise StorageError(
+            f"read models kept moving under this process after {MAX_ATTEMPTS} attempts; "
+            "another process is writing them, retry later"
+        )
+
+    def _catch_up_to(self, head: int, applied: dict[str, int], progress: Progress | None) -> None:
+        positions = {name: model.view.position() for name, model in self.models.items()}
+        cursor = min(positions.values())
+        while cursor < head:
+            page = self.ledger.recorder.select_notifications(
+                start=cursor, limit=self.batch_size, stop=head, inclusive_of_start=False
+            )
+            if not page:
+                break
+            items = [(self.ledger.mapper.to_domain_event(n), Tracking(APPLICATION_NAME, n.id)) for n in page]
+            for name, model in self.models.items():
+                pending = [item for item in items if item[1].notification_id > positions[name]]
+                if pending:
+                    _apply(model, pending, positions[name])
+                    positions[name] = pending[-1][1].notification_id
+                    applied[name] += len(pending)
+            cursor = page[-1].id
+            if progress is not None:
+                progress(cursor, head)
+
+    def rebuild(self, names: list[str], progress: Progress | None = None) -> dict[str, int]:
+        """Drop the named read models' tables, recreate them, and replay the whole log into them."""
+        for name in names:
+            self.models[name].view.reset()
+            log.info("dropped read model %s; replaying the log into it", name)
+        return self.catch_up(progress)
+
+
+def _create_tables(store: ViewStore) -> None:
+    try:
+        store.create_table()
+    except IntegrityError:
+        # PostgreSQL fails "CREATE TABLE IF NOT EXISTS" with a unique violation
+        # when another process has just created the same table. That process
+        # has committed by then, so the second try finds the table.
+        store.create_table()
+
+
+def _apply(model: ReadModel, items: list[Item], expected: int) -> None:
+    try:
+        model.process_batch(items, expected)
+    except IntegrityError as error:
+        first, last = items[0][1].notification_id, items[-1][1].notification_id
+        raise ViewInconsistent(
+            f"read model {model.name} could not apply events {first}-{last}: {error}; "
+            "run 'netledger projections rebuild'"
+        ) from None
+
+
+def follow(models: ReadModels, interval: float, stop: threading.Event) -> None:
+    """Catch up every ``interval`` seconds until ``stop`` is set.
+
+    Database failures are logged and retried with a growing delay of up
+    to 30 seconds. A read model that contradicts the log stops the loop,
+    because only a rebuild repairs it.
+    """
+    log.info("following the log of %s every %gs", APPLICATION_NAME, interval)
+    failures = 0
+    while not stop.is_set():
+        try:
+            applied = models.catch_up()
+        except ViewInconsistent:
+            log.error("stopped following: a read model contradicts the log")
+            raise
+        except (PersistenceError, StorageError) as error:
+            failures += 1
+            delay = min(interval * 2**failures, 30.0)
+            log.error("catching up failed (%s); retrying in %.1fs", error, delay)
+            stop.wait(delay)
+            continue
+        failures = 0
+        behind = max(applied.values())
+        if behind > LAG_WARNING:
+            log.warning(
+                "read models were %d events behind the log; a larger --batch-size applies more per transaction",
+                behind,
+            )
+        elif any(applied.values()):
+            log.info("applied %s", ", ".join(f"{count} events to {name}" for name, count in applied.items()))
+        stop.wait(interval)
+    log.info("stopped following the log")
