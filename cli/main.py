@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import sys
 
 import typer
 
 from cli import container, import_cmd, network, pool
+from cli import history, verify
+from cli import audit, projections_cmd, readmodels
+from cli import db
 
 app = typer.Typer(
     name="netledger",
@@ -21,13 +26,45 @@ network.app.command("import-host-local")(import_cmd.import_host_local)
 app.add_typer(network.app, name="network")
 app.add_typer(container.app, name="container")
 app.add_typer(pool.app, name="pool")
+history.register(app)
+verify.register(app)
+app.add_typer(projections_cmd.app, name="projections")
+app.add_typer(audit.app, name="audit")
+readmodels.register(app)
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:
     """Run the CLI; ``NETLEDGER_LOG`` sets the log level (default WARNING) on standard error."""
     level = os.environ.get("NETLEDGER_LOG", "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
-    app()
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(arguments: list[str]) -> int:
+    """Run one command line and return its exit status.
+
+    A usage error (a missing argument, an unknown option) prints one
+    ``error:`` line like every other failure, instead of typer's framed
+    panel, so that scripts see one shape of message everywhere.
+    """
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=arguments, prog_name="netledger", standalone_mode=False)
+    except Exception as error:
+        # typer 0.29 raises its own copy of click's exceptions and older
+        # releases raise click's, so match on click's public interface.
+        if not (hasattr(error, "exit_code") and hasattr(error, "format_message")):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # type: ignore[attr-defined]
+            return int(error.exit_code)  # type: ignore[attr-defined]
+        context = getattr(error, "ctx", None)
+        path = context.command_path if context is not None else "netledger"
+        message = error.format_message().rstrip(".")  # type: ignore[attr-defined]
+        typer.echo(f"error: {message}; see '{path} --help'", err=True)
+        return int(error.exit_code)  # type: ignore[attr-defined]
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -66,6 +66,27 @@ echo "$pair"
 reserved_ip=$(printf '%s' "$pair" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ip"])')
 show netledger pool release prod "$reserved_ip" 10.20.255.1 8.8.8.8
 
+step "An address that was one container's gateway becomes another's ip"
+show netledger container show prod web-200
+gateway=$(netledger container show prod web-200 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["gateway"])')
+show netledger container destroy prod web-200 --reason "node drained"
+show netledger container create prod --id api-1 --ip "$gateway" --actor operator
+
+step "Audit: who held that address, over time and at one moment"
+show netledger audit ip "$gateway"
+held_at=$(netledger audit ip "$gateway" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["tenancies"][0]["from"]["time"])')
+show netledger audit ip "$gateway" --at "$held_at"
+show netledger audit container web-200
+show netledger events --container web-200
+
+step "Replay: the network as it was before the scale-down"
+before=$(netledger events --network prod --type ContainerDestroyed --limit 1 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["events"][0]["position"] - 1)')
+netledger replay prod --position "$before" --json | python3 -c '
+import json, sys
+state = json.load(sys.stdin)
+print(f"at position {state[\"position\"]}: {len(state[\"containers\"])} containers, {state[\"free\"]} free addresses")
+' || true
+
 step "The containers and the pool usage"
 netledger container list prod --json | python3 -c '
 import collections, json, sys
@@ -78,4 +99,8 @@ for subnet, count in sorted(subnets.items()):
     print(f"  {subnet}: {count} containers")
 '
 show netledger network show prod
-show netledger network list
+show netledger occupancy prod
+show netledger free prod
+
+step "Verify: replay every event, re-check the invariants, the hash chain and the read models"
+show netledger verify
