@@ -84,8 +84,10 @@ before=$(netledger events --network prod --type ContainerDestroyed --limit 1 --j
 netledger replay prod --position "$before" --json | python3 -c '
 import json, sys
 state = json.load(sys.stdin)
-print(f"at position {state[\"position\"]}: {len(state[\"containers\"])} containers, {state[\"free\"]} free addresses")
-' || true
+version, containers = state["version"], len(state["containers"])
+allocated, free = state["allocated_count"], state["free"]
+print(f"at version {version}: {containers} containers, {allocated} addresses allocated, {free} free")
+'
 
 step "The containers and the pool usage"
 netledger container list prod --json | python3 -c '
