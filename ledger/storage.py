@@ -37,6 +37,12 @@ POSTGRES_OPTIONS = {
 # threads (a projection follower's subscription). The library's default of
 # 5 + 10 would open 5 connections for every CLI command.
 POSTGRES_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4", "POSTGRES_PRE_PING": "y"}
+# Append a command's events in one statement that keeps notification ids in
+# commit order (see ledger.pgstore).
+POSTGRES_INSERT = {
+    "APPLICATION_RECORDER_TOPIC": "ledger.pgstore:OrderedInsertRecorder",
+    "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+}
 
 
 def default_url() -> str:
@@ -119,6 +125,7 @@ def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "5",
         **POSTGRES_POOL,
+        **POSTGRES_INSERT,
     }
     for key, values in parse_qs(parts.query).items():
         if key not in POSTGRES_OPTIONS:

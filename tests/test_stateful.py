@@ -75,8 +75,8 @@ class RecordingLedger(Ledger):
     name = "netledger"
     last_network: Network | None = None
 
-    def network(self, name: str) -> Network:
-        network = super().network(name)
+    def _cached_network(self, name: str) -> Network:
+        network = super()._cached_network(name)
         self.last_network = network
         return network
 
