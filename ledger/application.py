@@ -48,9 +48,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A snapshot every 100 events bounds a load to one snapshot plus at most 99
-# events, while keeping snapshot writes to about one per 30 commands.
+# A small network is snapshotted every 100 events, which bounds a load to one
+# snapshot plus at most 99 events and costs one snapshot write per about 30
+# commands. A snapshot's size grows with the containers and recorded
+# requests, so the interval doubles until it is at least 1/8 of those items.
+# The cost of snapshots per command then stays flat as a network grows, and a
+# load of a large network replays fewer events than a quarter of its items.
 SNAPSHOT_INTERVAL = 100
+SNAPSHOT_ITEMS_PER_EVENT = 8
 
 # Writers of one network append one at a time, so under contention a command
 # can lose the race many times in a row: four writers on one network lost it
@@ -109,14 +114,14 @@ class Ledger(Application):
         """
         if self.snapshots is None:
             return
-        crossed = {
-            event.originator_id
-            for event in processing_event.events
-            if event.originator_version % SNAPSHOT_INTERVAL == 0
-        }
-        for aggregate_id in crossed:
-            aggregate = processing_event.aggregates.get(aggregate_id)
-            if isinstance(aggregate, Network):
+        for aggregate in processing_event.aggregates.values():
+            if not isinstance(aggregate, Network):
+                continue
+            interval = snapshot_interval(aggregate)
+            versions = [
+                event.originator_version for event in processing_event.events if event.originator_id == aggregate.id
+            ]
+            if any(version % interval == 0 for version in versions):
                 self.snapshots.put([Network.Snapshot.take(aggregate)])
 
     # Queries.
@@ -297,6 +302,15 @@ class Ledger(Application):
             f"network {network_name} kept changing under this command for {RETRY_DEADLINE:.0f} s "
             f"({attempt} attempts); retry it"
         )
+
+
+def snapshot_interval(network: Network) -> int:
+    """Return the number of events between snapshots for a network of this size."""
+    items = len(network.net.containers) + len(network.net.requests)
+    interval = SNAPSHOT_INTERVAL
+    while interval * SNAPSHOT_ITEMS_PER_EVENT < items:
+        interval *= 2
+    return interval
 
 
 def _recorded(network: Network, retry: Retry[Any]) -> RequestRecord | None:

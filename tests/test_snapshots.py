@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ledger.addresses import build_pool, parse_range
+from ledger.addresses import address_from_int, build_pool, parse_range
 from ledger.aggregate import CommandContext, Network, network_id
-from ledger.application import SNAPSHOT_INTERVAL, Ledger
+from ledger.application import SNAPSHOT_INTERVAL, SNAPSHOT_ITEMS_PER_EVENT, Ledger, snapshot_interval
 from ledger.invariants import first_violation
 from ledger.pool import LOWEST, ROUND_ROBIN, NetworkPool
 from ledger.storage import environment_for
@@ -88,8 +88,33 @@ def test_net_as_dict_stores_no_index() -> None:
     assert "holders" not in data
     assert "subnet_members" not in data
     assert data["pool"] == [int(IP("10.0.0.1")), int(IP("10.0.0.254"))]
-    assert data["containers"][0] == ["p0", "10.0.0.1", None, "10.0.0.2"]
-    assert ["s0", "192.168.0.5", "192.168.0.0/24", "10.0.0.5"] in data["containers"]
+    base = int(IP("10.0.0.1"))
+    assert data["base"] == base
+    assert data["containers"][0] == ["p0", 0, None, 1]
+    assert ["s0", int(IP("192.168.0.5")) - base, "192.168.0.0/24", 4] in data["containers"]
+
+
+@pytest.mark.parametrize("pool", ["10.0.0.0/24", "fd00::/64", "::/120"])
+def test_net_as_dict_reads_text_addresses(pool: str) -> None:
+    """Snapshots stored before addresses were written as integers still load."""
+    net = busy_network(pool, "192.168.0.0/24" if "." in pool else "fd01::/120", []).net
+    data = NetAsDict().encode(net)
+    version, base = net.pool.version, data.pop("base")
+    data["containers"] = [
+        [cid, str(address_from_int(base + ip, version)), subnet, str(address_from_int(base + gw, version))]
+        for cid, ip, subnet, gw in data["containers"]
+    ]
+    decoded = round_trip(data)
+    assert decoded.containers == net.containers
+
+
+def test_snapshot_interval_grows_with_network() -> None:
+    network = network_in_memory("10.0.0.0/16")
+    assert snapshot_interval(network) == SNAPSHOT_INTERVAL
+    for number in range(SNAPSHOT_INTERVAL * SNAPSHOT_ITEMS_PER_EVENT // 2 + 1):
+        network.create_from_pool(f"c{number}", context())
+    # Each container adds itself and its request to the snapshot.
+    assert snapshot_interval(network) == 2 * SNAPSHOT_INTERVAL
 
 
 def test_net_as_dict_keeps_round_robin_cursor() -> None:

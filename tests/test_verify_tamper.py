@@ -139,6 +139,7 @@ def test_verify_passes_untouched_history(rows: StoredRows, db_url: str) -> None:
     assert [(n["name"], n["version"]) for n in report["networks"]] == [("web", 11), ("db", 3)]
     assert report["networks"][0]["head_digest"] == digest_at(rows, 14)
     assert report["projections"] == "match a replay"
+    assert report["projections_compared"] is True
 
 
 def test_verify_text_summary(sqlite_rows: StoredRows, sqlite_url: str) -> None:
@@ -182,14 +183,27 @@ def test_projections_comparison_failure(
 
     monkeypatch.setattr(projections, "compare_with_replay", failing)
     exit_code, report = verify_json(sqlite_url)
-    assert exit_code == 0
+    text = run("verify", "--db", sqlite_url)
+
+    assert exit_code == 1
+    assert report["ok"] is False
+    assert report["problems"] == []
+    assert report["projections_compared"] is False
     assert report["projections"] == "not checked (the comparison failed: RuntimeError: read model tables are locked)"
+    assert text.exit_code == 1
+    assert text.stdout.splitlines()[:2] == [
+        "verify incomplete: 2 networks and 14 events have no problem, but the read models were not compared "
+        "with a replay",
+        "projections: not checked (the comparison failed: RuntimeError: read model tables are locked)",
+    ]
 
 
 def test_projections_module_missing(sqlite_rows: StoredRows, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "projections", None)
     exit_code, report = verify_json(sqlite_url)
-    assert exit_code == 0
+    assert exit_code == 1
+    assert report["ok"] is False
+    assert report["projections_compared"] is False
     assert report["projections"] == "not checked (module missing)"
 
 
@@ -334,8 +348,13 @@ def test_first_problem_across_networks(rows: StoredRows, db_url: str) -> None:
 def test_verify_one_network_ignores_others(rows: StoredRows, db_url: str) -> None:
     rows.set_state(12, rows.state(12)[:10])
     exit_code, report = verify_json(db_url, "web")
-    assert exit_code == 0
+    # The history of web is intact, but the read models follow every network's
+    # events, so the comparison stops at the broken event and the check is incomplete.
+    assert exit_code == 1
     assert report["events"] == 11
+    assert report["problems"] == []
+    assert report["projections_compared"] is False
+    assert report["projections"].startswith("not checked (the comparison failed: ")
     assert first_problem(db_url)["position"] == 12
 
 
@@ -392,7 +411,9 @@ def build_snapshotted(url: str, containers: int) -> None:
 def test_edited_snapshot_differs_from_replay(db_url: str) -> None:
     build_snapshotted(db_url, 35)
     rows = StoredRows(db_url)
-    rows.replace_in_snapshot(100, b'"10.0.0.5"', b'"10.0.0.250"')
+    # The snapshot stores addresses as offsets from the pool's first address, 10.0.0.1:
+    # 10.0.0.5 becomes 10.0.0.250.
+    rows.replace_in_snapshot(100, b",4,", b",249,")
     rows.close()
     problem = first_problem(db_url)
     assert (problem["network"], problem["position"], problem["version"]) == ("big", 100, 100)
