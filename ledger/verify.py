@@ -18,7 +18,9 @@ for each event checks, in this order:
 6. the latest stored snapshot, at its version, equals the replayed state.
 
 At the end of each stream, a command left incomplete or a snapshot past the
-last event shows that the newest events were deleted.
+last event shows that the newest events were deleted. When the history has
+no problem, the read models are then compared with a fresh replay, and a
+report passes only when that comparison ran and found no difference.
 
 The chain uses no secret key, so whoever can write the database can
 recompute every digest after an edit. ``VerifyReport.heads`` lists each
@@ -49,6 +51,11 @@ if TYPE_CHECKING:
     from ledger.application import Ledger
 
 log = logging.getLogger(__name__)
+
+# Outcomes of comparing the read models with a replay. Every other outcome
+# means the comparison did not run.
+PROJECTIONS_MATCH = "match a replay"
+PROJECTIONS_DIFFER = "differ from a replay"
 
 
 @dataclass(frozen=True)
@@ -94,12 +101,25 @@ class StreamCheck:
 
 @dataclass
 class VerifyReport:
-    """The outcome of ``verify``: the streams checked and the first problem of each, sorted by position."""
+    """The outcome of ``verify``: the streams checked and the first problem of each, sorted by position.
+
+    ``projections`` is the outcome of comparing the read models with a replay, or why the comparison did not run.
+    """
 
     events: int
     streams: list[StreamCheck]
     problems: list[Problem]
     projections: str
+
+    @property
+    def projections_compared(self) -> bool:
+        """Whether the read models were compared with a replay."""
+        return self.projections in (PROJECTIONS_MATCH, PROJECTIONS_DIFFER)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the history has no problem and the read models were compared and match a replay."""
+        return not self.problems and self.projections == PROJECTIONS_MATCH
 
     @property
     def heads(self) -> dict[str, tuple[int, str]]:
@@ -347,7 +367,7 @@ def _compare_projections(ledger: Ledger, name: Optional[str], problems: list[Pro
     try:
         from projections import compare_with_replay
     except ImportError as error:
-        log.info("projections not compared: %s", error)
+        log.warning("projections not compared: %s", error)
         return "not checked (module missing)"
     if problems:
         return "not checked (the history has problems)"
@@ -362,5 +382,5 @@ def _compare_projections(ledger: Ledger, name: Optional[str], problems: list[Pro
         return f"not checked (the comparison failed: {summary})"
     if difference is not None:
         problems.append(Problem("", None, None, f"read models differ from a replay: {difference}"))
-        return "differ from a replay"
-    return "match a replay"
+        return PROJECTIONS_DIFFER
+    return PROJECTIONS_MATCH
