@@ -88,9 +88,11 @@ class ReplayedNetwork:
     def exports(self) -> dict[str, dict[str, Any]]:
         """Return this network's state in the forms each read model's ``export`` returns."""
         ranges = [(str(self.address(first)), str(self.address(last))) for first, last in self.pool.subtract(self.alloc).ranges()]
+        # count(), not len(): len() raises OverflowError above 2**63 - 1 members, so for IPv6 pools of /64 and wider.
+        pool_size, allocated = self.pool.count(), self.alloc.count()
         return {
-            "free_addresses": {"name": self.name, "pool_size": len(self.pool), "allocated": len(self.alloc), "ranges": ranges},
-            "occupancy": {"name": self.name, "pool_size": len(self.pool), "used": len(self.alloc), "members": dict(self.members)},
+            "free_addresses": {"name": self.name, "pool_size": pool_size, "allocated": allocated, "ranges": ranges},
+            "occupancy": {"name": self.name, "pool_size": pool_size, "used": allocated, "members": dict(self.members)},
             "address_history": {
                 "name": self.name,
                 "tenancies": [tuple(row) for row in self.tenancies],
