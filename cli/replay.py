@@ -2,7 +2,9 @@
 
 A point is a position (as ``netledger events`` prints it) or an ISO 8601
 time. ``--position N`` applies the network's events stored at positions up
-to N; positions order the events of every network together.
+to N; positions order the events of every network together. A point inside
+one command's events gives a state that was never committed, and ``replay``
+says so.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from cli.common import DbOption, JsonOption, fail, guard_input, open_ledger, pri
 from cli.history import TIME_HELP
 
 if TYPE_CHECKING:
-    from ledger.replay import NetworkDiff, NetworkState
+    from ledger.replay import NetworkDiff, NetworkState, Point, SplitCommand
 
 POINT_HELP = "a position number (as 'netledger events' prints it) or an ISO 8601 time (without an offset, UTC)"
 NetworkArgument = Annotated[str, typer.Argument(help="Network name.")]
@@ -37,6 +39,12 @@ def replay(
     (positions order the events of every network together). --at applies
     its events up to the first one recorded after that time.
 
+    One command writes up to three events, committed together and sharing
+    its request id. A point between two of them shows a state that no
+    reader ever saw: the output then adds a note naming the command and the
+    positions that show the state before and after it (in --json,
+    "split_command").
+
     Example: netledger replay web --position 120
     """
     from ledger.addresses import parse_network_name
@@ -56,6 +64,8 @@ def replay(
         f"network {network} at {point}: version {summary['version']}, last event at position "
         f"{summary['last_position']} ({summary['last_timestamp']})"
     )
+    if state.split is not None:
+        typer.echo(_split_note(point, state.split))
     typer.echo(
         f"allocated {summary['allocated_count']} of {summary['pool_size']} addresses "
         f"({', '.join(summary['allocated']) or 'none'}); {summary['free']} free"
@@ -97,7 +107,25 @@ def _state_summary(state: NetworkState) -> dict[str, Any]:
         "allocated_count": net.pool.allocated_count,
         "free": net.pool.free_count,
         "pool_size": net.pool.size,
+        "split_command": None if state.split is None else {
+            "request_id": state.split.request_id,
+            "first_position": state.split.first_position,
+            "last_position": state.split.last_position,
+            "applied_events": state.split.applied,
+            "events": state.split.events,
+        },
     }
+
+
+def _split_note(point: Point, split: SplitCommand) -> str:
+    """Return the note that a point falls inside one command's events."""
+    applied = f"{split.applied} of its {split.events} events {'is' if split.applied == 1 else 'are'} applied"
+    return (
+        f"note: {point} falls inside request {split.request_id} (positions {split.first_position} to "
+        f"{split.last_position}): {applied}, a state no reader saw, because a command's events are committed "
+        f"together.\n      --position {split.first_position - 1} shows the state before that command, "
+        f"--position {split.last_position} the state after it."
+    )
 
 
 def diff(

@@ -4,6 +4,12 @@ A point is a position (a notification id, as ``netledger events`` prints
 it) or a time. Positions order the events of every network together, so
 replaying a network to a position applies its events stored at that
 position or before.
+
+A command's events are committed together, and they share its request id.
+A point between two events of one command therefore gives a state that no
+reader ever saw committed. ``replay`` still rebuilds that state, because it
+is what the events up to the point give, and reports the command the point
+splits in ``NetworkState.split``.
 """
 
 from __future__ import annotations
@@ -42,9 +48,28 @@ class Point:
         return self.time is not None and event.timestamp <= self.time
 
 
+# The maximum number of events one command appends: a container create writes three.
+MAX_COMMAND_EVENTS = 3
+
+
+@dataclass(frozen=True)
+class SplitCommand:
+    """A command whose events a point divides: the first ``applied`` of its ``events`` are replayed."""
+
+    request_id: str
+    first_position: int
+    last_position: int
+    applied: int
+    events: int
+
+
 @dataclass(frozen=True)
 class NetworkState:
-    """A network as it was at a point; ``net`` is None when it did not exist yet."""
+    """A network as it was at a point; ``net`` is None when it did not exist yet.
+
+    ``split`` names the command the point falls inside, or is None when the
+    point lies between two commands.
+    """
 
     name: str
     point: Point
@@ -52,6 +77,7 @@ class NetworkState:
     version: int
     position: Optional[int]
     timestamp: Optional[datetime]
+    split: Optional[SplitCommand] = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +129,8 @@ def replay(ledger: Ledger, name: str, point: Point) -> NetworkState:
     identity = require_network(ledger, name)
     network: Optional[Network] = None
     last: Optional[HistoryEvent] = None
+    # Where the last replayed command's first event is, and how many of its events were replayed.
+    command_start, command_applied = 0, 0
     for notification in iter_notifications(ledger, stop=point.position):
         if notification.originator_id != identity:
             continue
@@ -110,6 +138,9 @@ def replay(ledger: Ledger, name: str, point: Point) -> NetworkState:
         if not point.includes(item):
             break
         network = apply_event(network, item)
+        if last is None or item.request_id != last.request_id:
+            command_start, command_applied = item.position, 0
+        command_applied += 1
         last = item
     return NetworkState(
         name=name,
@@ -118,7 +149,38 @@ def replay(ledger: Ledger, name: str, point: Point) -> NetworkState:
         version=last.version if last else 0,
         position=last.position if last else None,
         timestamp=last.timestamp if last else None,
+        split=_split_command(ledger, last, command_start, command_applied) if last else None,
     )
+
+
+def _split_command(ledger: Ledger, last: HistoryEvent, command_start: int, applied: int) -> Optional[SplitCommand]:
+    """Return the command whose events continue after ``last`` in its stream, or None when ``last`` ends one.
+
+    NOTE: events are grouped by request id, so two adjacent commands that
+    used the same request id (possible once the first has left the
+    request-id record) count as one command here.
+    """
+    following = ledger.recorder.select_events(last.network_id, gt=last.version, limit=MAX_COMMAND_EVENTS)
+    remaining = 0
+    for stored in following:
+        try:
+            request_id = getattr(ledger.mapper.to_domain_event(stored), "request_id", None)
+        # A stored row past the point does not change the state shown, so one that
+        # cannot be decoded only ends the search. 'netledger verify' reports it.
+        except Exception:  # noqa: BLE001
+            break
+        if request_id != last.request_id:
+            break
+        remaining += 1
+    if remaining == 0:
+        return None
+    # The command's events were appended in one transaction, so its last event
+    # follows ``last`` closely and this search reads few rows.
+    last_version = last.version + remaining
+    for notification in iter_notifications(ledger, after=last.position):
+        if notification.originator_id == last.network_id and notification.originator_version == last_version:
+            return SplitCommand(last.request_id, command_start, notification.id, applied, applied + remaining)
+    return None
 
 
 def diff(before: NetworkState, after: NetworkState) -> NetworkDiff:
