@@ -77,8 +77,10 @@ def occupancy(
     """Show the size, use and containers of each network's pool and special subnets.
 
     The pool's used addresses are every allocated one: containers' ips,
-    their gateways, and addresses taken by 'pool allocate'. A special
-    subnet's used addresses are the ips of the containers in it.
+    their gateways, and addresses taken by 'pool allocate'. The pool lists
+    every container, because every container's gateway is a pool address.
+    A special-subnet container is listed in its subnet's row as well. A
+    special subnet's used addresses are the ips of the containers in it.
 
     Example: netledger occupancy web
     """

@@ -2,9 +2,11 @@
 
 A network's pool counts every allocated address as used: containers' ips,
 every container's gateway (gateways always come from the pool) and
-addresses taken by ``pool allocate``. The pool lists the containers whose
-ip came from it. A special subnet counts and lists the containers whose ip
-lies in it, and exists while at least one container is in it.
+addresses taken by ``pool allocate``. The pool lists every container that
+holds a pool address, which is every container of the network: a pooled
+container holds its ip and gateway, a special-subnet container its gateway.
+A special subnet counts and lists the containers whose ip lies in it, and
+exists while at least one container is in it.
 """
 
 from __future__ import annotations
@@ -141,8 +143,9 @@ def occupancy(session: Session, network_id: str | None) -> list[NetworkOccupancy
             (row_id,),
         )
         for container_id, subnet in members:
+            # Every container's gateway is a pool address, so the pool lists every container.
+            pool.containers.append(container_id)
             if subnet is None:
-                pool.containers.append(container_id)
                 continue
             scope = subnets.get(subnet)
             if scope is None:

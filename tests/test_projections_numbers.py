@@ -64,9 +64,10 @@ def test_occupancy_of_pool_and_subnets(db_url: str) -> None:
 
     (web,) = run_json(db_url, "occupancy", "web")
 
+    # The subnet containers s1, s2 and t hold their gateways in the pool.
     assert web["pool"] == {
         "scope": "pool", "kind": "pool", "size": 254, "used": 6, "free": 248,
-        "utilisation": 6 / 254, "containers": ["b"],
+        "utilisation": 6 / 254, "containers": ["b", "s1", "s2", "t"],
     }
     assert web["subnets"] == [
         {"scope": "172.16.0.0/30", "kind": "subnet", "size": 2, "used": 1, "free": 1,
@@ -84,6 +85,7 @@ def test_occupancy_subnet_disappears_with_last_member(db_url: str) -> None:
 
     assert [scope["scope"] for scope in web["subnets"]] == ["192.168.10.0/24"]
     assert (web["pool"]["used"], web["pool"]["free"]) == (5, 249)
+    assert web["pool"]["containers"] == ["b", "s1", "s2"]
 
 
 def test_occupancy_table_draws_utilisation_bars(sqlite_url: str) -> None:
@@ -113,6 +115,19 @@ def test_free_and_occupancy_of_ipv6_64(db_url: str) -> None:
     ]
     assert (v6["pool"]["size"], v6["pool"]["used"], v6["pool"]["free"]) == (IPV6_64_POOL, 2, IPV6_64_POOL - 2)
     assert v6["pool"]["containers"] == ["y"]
+
+
+def test_occupancy_pool_lists_subnet_containers(sqlite_url: str) -> None:
+    run(sqlite_url, "network", "create", "web", "--pool", "10.0.3.0/29")
+    run(sqlite_url, "container", "create", "web", "--id", "s", "--subnet", "192.168.10.0/24", "--ip", "192.168.10.5")
+
+    (web,) = run_json(sqlite_url, "occupancy", "web")
+    lines = run(sqlite_url, "occupancy", "web").stdout.splitlines()
+
+    assert (web["pool"]["used"], web["pool"]["containers"]) == (1, ["s"])
+    assert web["subnets"][0]["containers"] == ["s"]
+    (pool,) = [line for line in lines if "│ pool " in line]
+    assert pool.split("│")[-2].strip() == "s"
 
 
 def test_occupancy_lists_every_network_by_name(sqlite_url: str) -> None:
