@@ -17,6 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	rm -f $(DEMO_DB)
+	mkdir -p $(dir $(DEMO_DB))
 	NETLEDGER_DB=sqlite:///$(DEMO_DB) PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/demo.sh
 
 test: $(STAMP)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, guard_input, open_ledger, print_json, print_table
+from cli.common import DbOption, JsonOption, guard_input, log, open_ledger, print_json, print_table
 
 if TYPE_CHECKING:
     from projections.history import ContainerLife, EventStamp, Tenancy
@@ -69,6 +69,7 @@ def audit_ip(
     Example: netledger audit ip 10.0.3.7 --at 2024-05-01T12:00:00Z
     """
     from ledger.addresses import parse_address, parse_network_name
+    from ledger.text import counted
     from projections.queries import address_tenancies
     from projections.runner import ReadModels
     from projections.values import parse_time
@@ -79,6 +80,13 @@ def audit_ip(
     moment = guard_input(lambda: parse_time(at)) if at is not None else None
     with open_ledger(db) as ledger:
         found = address_tenancies(ReadModels(ledger), address, network, moment)
+    log.info(
+        "audited address %s%s%s: %s",
+        address,
+        f" in network {network}" if network is not None else "",
+        f" at {moment}" if moment is not None else "",
+        counted(len(found), "tenancy", "tenancies"),
+    )
     if as_json:
         print_json({"address": str(address), "at": moment, "tenancies": [tenancy_json(item) for item in found]})
         return
@@ -125,6 +133,7 @@ def audit_container(
     Example: netledger audit container api-1 --network web
     """
     from ledger.addresses import parse_id, parse_network_name
+    from ledger.text import counted
     from projections.queries import container_history
     from projections.runner import ReadModels
 
@@ -133,6 +142,12 @@ def audit_container(
         guard_input(lambda: parse_network_name(network))
     with open_ledger(db) as ledger:
         lives = container_history(ReadModels(ledger), container_id, network)
+    log.info(
+        "audited container %s%s: %s",
+        container_id,
+        f" in network {network}" if network is not None else "",
+        counted(len(lives), "life", "lives"),
+    )
     if as_json:
         print_json([life_json(life) for life in lives])
         return

@@ -59,16 +59,26 @@ def fail(message: str, exit_code: int) -> None:
 
 
 @contextmanager
-def open_ledger(db: Optional[str]) -> Iterator[Ledger]:
-    """Open the event store named by ``db`` and turn every ledger error into one line and an exit code."""
+def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
+    """Open the event store named by ``db`` and turn every ledger error into one line and an exit code.
+
+    Only commands that write pass ``create=True``: a read of a SQLite file
+    that does not exist fails instead of creating an empty ledger. A SQLite
+    path given by ``--db`` or ``NETLEDGER_DB`` must be in an existing
+    directory, so a mistyped path creates nothing. Only the default file's
+    directory is created.
+    """
+    import sqlite3
+
     from eventsourcing.persistence import MapperDeserialisationError, PersistenceError
 
     from ledger.errors import LedgerError
     from ledger.storage import default_url, redact
 
-    url = db.strip() if db and db.strip() else default_url()
+    explicit_url = db.strip() if db else ""
+    url = explicit_url or default_url()
     try:
-        ledger = _connect(url)
+        ledger = _connect(url, create=create, create_directory=not explicit_url)
         try:
             yield ledger
         finally:
@@ -76,7 +86,7 @@ def open_ledger(db: Optional[str]) -> Iterator[Ledger]:
     except LedgerError as error:
         log.info("command refused: %s", error.message)
         fail(error.message, error.exit_code)
-    except PersistenceError as error:
+    except (PersistenceError, sqlite3.Error) as error:
         fail(f"database {redact(url)} failed: {_storage_reason(url, error)}", 3)
     except MapperDeserialisationError as error:
         # A stored event or snapshot that no longer decodes: damaged rows,
@@ -88,16 +98,24 @@ def open_ledger(db: Optional[str]) -> Iterator[Ledger]:
         )
 
 
-def _connect(url: str) -> Ledger:
+def _connect(url: str, create: bool, create_directory: bool) -> Ledger:
+    import sqlite3
+
     from eventsourcing.persistence import PersistenceError
 
     from ledger.application import Ledger
     from ledger.errors import StorageError
     from ledger.storage import environment_for, redact
 
-    env = environment_for(url)
+    env = environment_for(url, create=create, create_directory=create_directory)
     try:
         return Ledger(env=env)
+    except sqlite3.DatabaseError as error:
+        # The library checks the journal mode of a new connection outside its
+        # error translation, so a file that is not SQLite arrives here unwrapped.
+        raise StorageError(
+            f"cannot open database {redact(url)}: {_first_line(error)}; check that --db names a netledger SQLite file"
+        ) from None
     except (PersistenceError, OSError) as error:
         raise StorageError(f"cannot open database {redact(url)}: {_storage_reason(url, error)}") from None
 

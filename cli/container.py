@@ -16,6 +16,7 @@ from cli.common import (
     RequestIdOption,
     command_context,
     guard_input,
+    log,
     open_ledger,
     print_json,
     print_table,
@@ -73,10 +74,14 @@ def create(
     special = guard_input(lambda: parse_subnet(subnet, "--subnet")) if subnet is not None else None
     if special is not None and address is None:
         guard_input(lambda: _raise(InvalidInput("--subnet needs --ip: give the container's address inside the subnet")))
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         context = command_context(actor, reason, request_id)
         container = ledger.create_container(network, context, cid, address, special)
     row = container_row(container)
+    log.info(
+        "created container %s in network %s: ip %s gateway %s, request %s",
+        row["id"], network, row["ip"], row["gateway"], context.request_id,
+    )
     if as_json:
         print_json(row)
     else:
@@ -116,10 +121,14 @@ def destroy(
 
     guard_input(lambda: parse_network_name(network))
     guard_input(lambda: parse_id(container_id))
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         context = command_context(actor, reason, request_id)
         released = ledger.destroy_container(network, container_id, context)
     addresses = [str(address) for address in released]
+    log.info(
+        "destroyed container %s in network %s: released %s, request %s",
+        container_id, network, ", ".join(addresses) or "nothing", context.request_id,
+    )
     if as_json:
         print_json({"id": container_id, "released": addresses})
     else:
@@ -135,8 +144,11 @@ def list_containers(network: NetworkArgument, db: DbOption = None, as_json: Json
     from ledger.addresses import parse_network_name
 
     guard_input(lambda: parse_network_name(network))
+    from ledger.text import counted
+
     with open_ledger(db) as ledger:
         rows = [container_row(c) for c in ledger.network(network).net.containers.values()]
+    log.info("listed %s of network %s", counted(len(rows), "container"), network)
     if as_json:
         print_json(rows)
         return
@@ -159,6 +171,7 @@ def show(network: NetworkArgument, container_id: IdArgument, db: DbOption = None
     guard_input(lambda: parse_id(container_id))
     with open_ledger(db) as ledger:
         row = container_row(ledger.network(network).net.container(container_id))
+    log.info("showed container %s of network %s", container_id, network)
     if as_json:
         print_json(row)
         return

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, guard_input, open_ledger, print_json
+from cli.common import DbOption, JsonOption, guard_input, log, open_ledger, print_json
 
 app = typer.Typer(help="Prepare the event store's database.", no_args_is_help=True)
 
@@ -35,8 +35,12 @@ def init(
 
     if writer_role is not None:
         guard_input(lambda: parse_role_name(writer_role))
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         report = protect(ledger, writer_role)
+    log.info(
+        "made events table %s of database %s append-only%s",
+        report.table, report.database, f", with role {report.role}" if report.role is not None else "",
+    )
     if as_json:
         print_json({"database": report.database, "table": report.table, "triggers": report.triggers, "role": report.role})
         return

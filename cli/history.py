@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
 
-from cli.common import DbOption, JsonOption, fail, guard_input, open_ledger, print_json, print_table
+from cli.common import DbOption, JsonOption, fail, guard_input, log, open_ledger, print_json, print_table
 
 if TYPE_CHECKING:
     from ledger.history import HistoryEvent
@@ -78,12 +78,15 @@ def events(
     from ledger.addresses import parse_network_name
     from ledger.history import EventFilter, network_names, parse_event_types, require_network, select_events
     from ledger.replay import parse_time
+    from ledger.text import counted
 
     if network is not None:
         guard_input(lambda: parse_network_name(network))
     types = guard_input(lambda: parse_event_types(event_type or []))
     start = guard_input(lambda: parse_time(since, "--since")) if since is not None else None
     end = guard_input(lambda: parse_time(until, "--until")) if until is not None else None
+    if start is not None and end is not None and start > end:
+        fail(f"invalid time range: --since {since} is after --until {until}; give the earlier time to --since", 2)
     with open_ledger(db) as ledger:
         identity = require_network(ledger, network) if network is not None else None
         selection = EventFilter(identity, start, end, types, actor, container)
@@ -91,6 +94,10 @@ def events(
         names = network_names(ledger) if page else {}
     rows = [event_row(item, names) for item in page[:limit]]
     next_after = rows[-1]["position"] if len(page) > limit else None
+    log.info(
+        "listed %s after position %d%s",
+        counted(len(rows), "event"), after, f" of network {network}" if network is not None else "",
+    )
     if as_json:
         print_json({"events": rows, "next_after": next_after})
         return
@@ -143,6 +150,7 @@ def export(
     Example: netledger export --format jsonl --output audit.jsonl
     """
     from ledger.addresses import parse_network_name
+    from ledger.text import counted
 
     if output_format not in EXPORT_FORMATS:
         fail(f"invalid --format {output_format!r}: use jsonl or csv", 2)
@@ -152,7 +160,8 @@ def export(
         count = _export_to(ledger, network, output_format, output)
     summary = {"events": count, "format": output_format, "output": str(output) if output else "-"}
     target = str(output) if output else "standard output"
-    text = json.dumps(summary) if as_json else f"exported {count} events as {output_format} to {target}"
+    log.info("exported %s as %s to %s", counted(count, "event"), output_format, target)
+    text = json.dumps(summary) if as_json else f"exported {counted(count, 'event')} as {output_format} to {target}"
     typer.echo(text, err=output is None)
 
 

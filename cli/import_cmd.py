@@ -14,6 +14,7 @@ from cli.common import (
     RequestIdOption,
     command_context,
     guard_input,
+    log,
     open_ledger,
     print_json,
 )
@@ -52,19 +53,22 @@ def import_host_local(
     """
     from cni.hostlocal import import_reservations, read_store
     from ledger.addresses import parse_network_name
+    from ledger.text import counted
 
     guard_input(lambda: parse_network_name(network))
     reservations, problems = guard_input(lambda: read_store(directory, default_ifname))
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         context = command_context(IMPORT_ACTOR, reason, request_id)
         created = import_reservations(ledger, network, reservations, problems, context)
     rows = [
         {"id": container.container_id, "ip": str(container.ip), "gateway": str(container.gw)}
         for container in created
     ]
+    imported = counted(len(rows), "container")
+    log.info("imported %s from %s into network %s, request %s", imported, directory, network, context.request_id)
     if as_json:
         print_json(rows)
         return
-    typer.echo(f"imported {len(rows)} containers into network {network}")
+    typer.echo(f"imported {imported} into network {network}")
     for row in rows:
         typer.echo(f"  {row['id']}: ip {row['ip']} gateway {row['gateway']}")

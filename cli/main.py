@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import sys
 
 import typer
 
@@ -34,10 +33,17 @@ readmodels.register(app)
 app.add_typer(db.app, name="db")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def main() -> None:
     """Run the CLI; ``NETLEDGER_LOG`` sets the log level (default WARNING) on standard error."""
-    level = os.environ.get("NETLEDGER_LOG", "WARNING").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
+    value = os.environ.get("NETLEDGER_LOG", "").strip()
+    level = value.upper() or "WARNING"
+    if level not in LOG_LEVELS:
+        typer.echo(f"error: invalid NETLEDGER_LOG value {value!r}: use one of {', '.join(LOG_LEVELS)}", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(run(sys.argv[1:]))
 
 

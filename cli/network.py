@@ -14,6 +14,7 @@ from cli.common import (
     RequestIdOption,
     command_context,
     guard_input,
+    log,
     open_ledger,
     print_json,
     print_table,
@@ -67,21 +68,21 @@ def create(
     Example: netledger network create web --pool 10.1.0.0/16 --exclude 10.1.0.1
     """
     from ledger.addresses import parse_network_name, parse_range
+    from ledger.text import counted
 
     guard_input(lambda: parse_network_name(name))
     pools = guard_input(lambda: [parse_range(item, "pool") for item in pool])
     excludes = guard_input(lambda: [_parse_exclusion(item) for item in exclude or []])
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         context = command_context(actor, reason, request_id)
         network = ledger.create_network(name, pools, excludes, policy, context)
         summary = network_summary(network)
+    size = counted(summary["pool_size"], "address", "addresses")
+    log.info("created network %s: %s, request %s", name, size, context.request_id)
     if as_json:
         print_json(summary)
     else:
-        typer.echo(
-            f"created network {name}: {summary['pool_size']} addresses in "
-            f"{', '.join(summary['pool_ranges'])}, policy {policy}"
-        )
+        typer.echo(f"created network {name}: {size} in {', '.join(summary['pool_ranges'])}, policy {policy}")
 
 
 def _parse_exclusion(text: str) -> Any:
@@ -99,8 +100,11 @@ def list_networks(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     Example: netledger network list --json
     """
+    from ledger.text import counted
+
     with open_ledger(db) as ledger:
         summaries = [network_summary(ledger.network(name)) for name in ledger.network_names()]
+    log.info("listed %s", counted(len(summaries), "network"))
     if as_json:
         print_json(summaries)
         return
@@ -126,6 +130,7 @@ def show(
     guard_input(lambda: parse_network_name(name))
     with open_ledger(db) as ledger:
         summary = network_summary(ledger.network(name))
+    log.info("showed network %s", name)
     if as_json:
         print_json(summary)
         return

@@ -14,6 +14,7 @@ from cli.common import (
     RequestIdOption,
     command_context,
     guard_input,
+    log,
     open_ledger,
     print_json,
 )
@@ -38,12 +39,16 @@ def allocate(
     from ledger.addresses import parse_network_name
 
     guard_input(lambda: parse_network_name(network))
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         context = command_context(actor, reason, request_id)
         chosen = ledger.allocate(network, 2 if two else 1, context)
     result = {"ip": str(chosen[0])}
     if two:
         result["gateway"] = str(chosen[1])
+    log.info(
+        "allocated %s in network %s, request %s",
+        ", ".join(str(address) for address in chosen), network, context.request_id,
+    )
     if as_json:
         print_json(result)
     else:
@@ -71,10 +76,17 @@ def release(
 
     guard_input(lambda: parse_network_name(network))
     parsed = guard_input(lambda: [parse_address(text) for text in addresses])
-    with open_ledger(db) as ledger:
+    with open_ledger(db, create=True) as ledger:
         context = command_context(actor, reason, request_id)
         released, ignored = ledger.release(network, parsed, context)
     result = {"released": [str(address) for address in released], "ignored": ignored}
+    log.info(
+        "released %s in network %s, ignored %s, request %s",
+        ", ".join(result["released"]) or "nothing",
+        network,
+        ", ".join(str(address) for address in ignored) or "nothing",
+        context.request_id,
+    )
     if as_json:
         print_json(result)
         return

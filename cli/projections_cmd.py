@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, guard_input, open_ledger, print_json, print_table
+from cli.common import DbOption, JsonOption, guard_input, log, open_ledger, print_json, print_table
 
 if TYPE_CHECKING:
     from projections.runner import ReadModels, ReadModelStatus
@@ -67,9 +67,23 @@ def run(
         else:
             applied = models.catch_up()
         statuses = models.status()
+    if applied is None:
+        log.info("followed the log until stopped: %s", _positions(statuses))
+    else:
+        log.info("applied %s: %s", _applied_text(applied), _positions(statuses))
     if applied is not None and not as_json:
-        typer.echo("applied " + ", ".join(f"{count} events to {name}" for name, count in applied.items()))
+        typer.echo("applied " + _applied_text(applied))
     _print_statuses(statuses, as_json, "Read models")
+
+
+def _applied_text(applied: dict[str, int]) -> str:
+    from ledger.text import counted
+
+    return ", ".join(f"{counted(count, 'event')} to {name}" for name, count in applied.items())
+
+
+def _positions(statuses: list[ReadModelStatus]) -> str:
+    return ", ".join(f"{status.name} at position {status.position}" for status in statuses)
 
 
 def _follow(models: ReadModels, interval: float) -> None:
@@ -100,6 +114,7 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     with open_ledger(db) as ledger:
         statuses = ReadModels(ledger).status()
+    log.info("showed read model status: %s", _positions(statuses))
     _print_statuses(statuses, as_json, "Read models")
 
 
@@ -129,6 +144,7 @@ def rebuild(
         else:
             _rebuild_with_progress(models, chosen)
         statuses = [item for item in models.status() if item.name in chosen]
+    log.info("rebuilt read models: %s", _positions(statuses))
     _print_statuses(statuses, as_json, "Rebuilt read models")
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, guard_input, open_ledger, print_json, print_table
+from cli.common import DbOption, JsonOption, guard_input, log, open_ledger, print_json, print_table
 
 if TYPE_CHECKING:
     from projections.free import FreeSpace
@@ -40,6 +40,7 @@ def free(
     guard_input(lambda: parse_network_name(network))
     with open_ledger(db) as ledger:
         space = free_space(ReadModels(ledger), network, limit or None)
+    log.info("showed free addresses of network %s: %d of %d free", network, space.free, space.pool_size)
     data = free_json(space)
     if as_json:
         print_json(data)
@@ -85,6 +86,7 @@ def occupancy(
     Example: netledger occupancy web
     """
     from ledger.addresses import parse_network_name
+    from ledger.text import counted
     from projections.queries import occupancy_of
     from projections.runner import ReadModels
 
@@ -92,6 +94,9 @@ def occupancy(
         guard_input(lambda: parse_network_name(network))
     with open_ledger(db) as ledger:
         networks = occupancy_of(ReadModels(ledger), network)
+    log.info(
+        "showed occupancy of %s", f"network {network}" if network is not None else counted(len(networks), "network")
+    )
     if as_json:
         print_json([occupancy_json(item) for item in networks])
         return

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, fail, guard_input, open_ledger, print_json, print_table
+from cli.common import DbOption, JsonOption, fail, guard_input, log, open_ledger, print_json, print_table
 from cli.history import TIME_HELP
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def replay(
     """
     from ledger.addresses import parse_network_name
     from ledger.replay import Point, parse_time
+    from ledger.text import counted
 
     guard_input(lambda: parse_network_name(network))
     if (at is None) == (position is None):
@@ -56,6 +57,7 @@ def replay(
     point = Point(position=position) if position is not None else Point(time=guard_input(lambda: parse_time(at, "--at")))
     with open_ledger(db) as ledger:
         state = _replay_existing(ledger, network, point)
+    log.info("replayed network %s at %s: version %d", network, point, state.version)
     summary = _state_summary(state)
     if as_json:
         print_json(summary)
@@ -66,8 +68,9 @@ def replay(
     )
     if state.split is not None:
         typer.echo(_split_note(point, state.split))
+    pool_size = counted(summary["pool_size"], "address", "addresses")
     typer.echo(
-        f"allocated {summary['allocated_count']} of {summary['pool_size']} addresses "
+        f"allocated {summary['allocated_count']} of {pool_size} "
         f"({', '.join(summary['allocated']) or 'none'}); {summary['free']} free"
     )
     print_table(
@@ -143,6 +146,7 @@ def diff(
     Example: netledger diff web 2024-05-01T00:00Z 2024-05-02T00:00Z
     """
     from ledger.addresses import parse_network_name
+    from ledger.errors import InvalidInput
     from ledger.history import require_network
     from ledger.replay import diff as diff_states
     from ledger.replay import parse_point
@@ -151,15 +155,38 @@ def diff(
     guard_input(lambda: parse_network_name(network))
     before_point = guard_input(lambda: parse_point(start, "FROM"))
     after_point = guard_input(lambda: parse_point(end, "TO"))
+    if _comes_after(before_point, after_point):
+        fail(_order_message(start, end), 2)
     with open_ledger(db) as ledger:
         require_network(ledger, network)
         before = replay_network(ledger, network, before_point)
         after = replay_network(ledger, network, after_point)
+        # A position and a time cannot be compared before the replay, but the
+        # states can: each is a prefix of the network's stream.
+        if before.version > after.version:
+            raise InvalidInput(_order_message(start, end))
+    log.info(
+        "compared network %s from %s (version %d) to %s (version %d)",
+        network, before_point, before.version, after_point, after.version,
+    )
     result = _diff_summary(network, before, after, diff_states(before, after))
     if as_json:
         print_json(result)
         return
     _print_diff(result)
+
+
+def _comes_after(first: Point, second: Point) -> bool:
+    """Return whether ``first`` is later than ``second``, when both are positions or both are times."""
+    if first.position is not None and second.position is not None:
+        return first.position > second.position
+    if first.time is not None and second.time is not None:
+        return first.time > second.time
+    return False
+
+
+def _order_message(start: str, end: str) -> str:
+    return f"invalid range: FROM {start} is after TO {end}; FROM must not be after TO, so give the earlier point first"
 
 
 def _diff_summary(network: str, before: NetworkState, after: NetworkState, change: NetworkDiff) -> dict[str, Any]:

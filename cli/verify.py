@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, guard_input, open_ledger, print_json
+from cli.common import DbOption, JsonOption, guard_input, log, open_ledger, print_json
 
 if TYPE_CHECKING:
     from ledger.verify import VerifyReport
@@ -43,6 +43,7 @@ def verify(
     Example: netledger verify web
     """
     from ledger.addresses import parse_network_name
+    from ledger.text import counted
     from ledger.verify import verify as verify_history
 
     if network is not None:
@@ -50,6 +51,13 @@ def verify(
     with open_ledger(db) as ledger:
         with _progress(ledger.event_count(), enabled=not as_json) as advance:
             report = verify_history(ledger, network, advance)
+    log.info(
+        "verified %s, %s: %s found; projections: %s",
+        f"network {network}" if network is not None else "every network",
+        counted(report.events, "event"),
+        counted(len(report.problems), "problem"),
+        report.projections,
+    )
     if as_json:
         print_json(_report_json(report))
     else:

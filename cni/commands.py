@@ -21,6 +21,7 @@ from ledger import errors as ledger_errors
 from ledger.addresses import IPAddress
 from ledger.aggregate import CommandContext
 from ledger.model import ContainerNet
+from ledger.text import counted
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -192,7 +193,7 @@ def garbage_collect(request: Request) -> None:
             if failure:
                 failures.append(failure)
     if failures:
-        raise CniError(errors.TRY_AGAIN_LATER, f"GC left {len(failures)} containers", "; ".join(failures))
+        raise CniError(errors.TRY_AGAIN_LATER, f"GC left {counted(len(failures), 'container')}", "; ".join(failures))
 
 
 def _collect_one(ledger: Ledger, network: str, ledger_id: str) -> Optional[str]:
@@ -220,7 +221,8 @@ def status(request: Request) -> None:
         raise CniError(
             errors.PLUGIN_NOT_AVAILABLE,
             "the plugin cannot serve ADD",
-            f"the pool of network {ipam.network} has {pool.free_count} of {pool.size} addresses free; "
+            f"the pool of network {ipam.network} has {pool.free_count} of "
+            f"{counted(pool.size, 'address', 'addresses')} free; "
             f"an ADD needs {needed}",
         )
 

@@ -27,6 +27,7 @@ from ledger import errors
 from ledger.addresses import IPAddress
 from ledger.aggregate import CommandContext
 from ledger.model import ContainerNet
+from ledger.text import counted
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -139,12 +140,20 @@ def import_reservations(
             container = replace(planned, gw=net.address(gateway))
             network.create_container(container, context)
             created.append(container)
+        except errors.AddressNotInPool:
+            # The model's message suggests --subnet, which this command does not have.
+            refusals.append(
+                f"{item.file} ({item.container_id} on {item.ifname}): address {item.address} is not in the pool "
+                f"of network {network_name}; only pool addresses can be imported, so import it into a network "
+                "whose pool contains it"
+            )
         except errors.LedgerError as error:
             refusals.append(f"{item.file} ({item.container_id} on {item.ifname}): {error.message}")
     if refusals:
         listing = "\n".join(f"  {line}" for line in refusals)
         raise ImportRefused(
-            f"import into network {network_name} refused, nothing written; {len(refusals)} problem(s):\n{listing}"
+            f"import into network {network_name} refused, nothing written; {counted(len(refusals), 'problem')}:\n"
+            f"{listing}"
         )
     if created:
         try:

@@ -46,13 +46,18 @@ def _quoted(value: str) -> str:
     return repr(value)
 
 
+def _reject_zone_index(value: str, what: str) -> None:
+    if "%" in value:
+        raise InvalidInput(
+            f"invalid {what} {_printable(value)}: an IPv6 zone index (%...) has no meaning in a pool "
+            "or subnet; leave it out"
+        )
+
+
 def parse_address(value: str, what: str = "address") -> IPAddress:
     """Parse one IPv4 or IPv6 address, rejecting prefixes and ranges."""
     text = value.strip()
-    if "%" in text:
-        raise InvalidInput(
-            f"invalid {what} {_printable(value)}: an IPv6 zone index (%...) has no meaning in a pool; leave it out"
-        )
+    _reject_zone_index(value, what)
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -69,10 +74,11 @@ def parse_subnet(value: str, what: str = "subnet") -> IPNetwork:
         raise InvalidInput(
             f"invalid {what} {_printable(value)}: expected a CIDR prefix such as 10.0.0.0/24"
         )
+    # Check for a zone index before reading the prefix length, because in
+    # fe80::/64%eth0 it follows the prefix length and makes that look malformed.
+    _reject_zone_index(value, what)
     address_text, _, prefix_text = text.partition("/")
     try:
-        if "%" in address_text:
-            raise ValueError("an IPv6 zone index has no meaning in a subnet")
         address = ipaddress.ip_address(address_text)
     except ValueError:
         raise InvalidInput(
@@ -172,7 +178,19 @@ def _parse_dash_range(value: str, text: str, what: str) -> AddressRange:
 
 
 def build_pool(pools: list[AddressRange], excludes: list[AddressRange]) -> IntervalSet:
-    """Return the union of ``pools`` minus their reserved addresses and ``excludes``."""
+    """Return the union of ``pools`` minus their reserved addresses and ``excludes``.
+
+    Raises ``InvalidInput`` for an exclusion that overlaps no pool. Such an
+    exclusion changes nothing and is most likely a typo, which could never be
+    corrected, because a network's pool is fixed when it is created.
+    """
+    for exclusion in excludes:
+        if not any(item.first <= exclusion.last and exclusion.first <= item.last for item in pools):
+            listed = ", ".join(item.text for item in pools)
+            raise InvalidInput(
+                f"invalid exclusion {exclusion.text}: it overlaps no pool ({listed}); "
+                "fix --exclude or leave it out"
+            )
     pool = IntervalSet((item.first, item.last) for item in pools)
     removed = IntervalSet((item.first, item.last) for item in excludes)
     for item in pools:

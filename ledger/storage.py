@@ -68,14 +68,21 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def environment_for(url: str) -> dict[str, str]:
-    """Return the eventsourcing environment variables that select the store for ``url``."""
+def environment_for(url: str, *, create: bool = True, create_directory: bool = True) -> dict[str, str]:
+    """Return the eventsourcing environment variables that select the store for ``url``.
+
+    The flags apply to a SQLite file only. With ``create=False`` a missing
+    file raises ``InvalidInput`` instead of being created, for commands that
+    only read. With ``create_directory=False`` a missing parent directory
+    raises ``InvalidInput`` instead of being created, so that a mistyped
+    path creates nothing. A directory is only created when ``create`` is set.
+    """
     try:
         parts = urlsplit(url.strip())
     except ValueError:
         raise InvalidInput(f"invalid database URL {redact(url)}: it cannot be parsed") from None
     if parts.scheme == "sqlite":
-        return _sqlite_environment(url, parts.netloc, parts.path)
+        return _sqlite_environment(url, parts.netloc, parts.path, create, create_directory)
     if parts.scheme in POSTGRES_SCHEMES:
         return _postgres_environment(url, parts)
     raise InvalidInput(
@@ -84,7 +91,7 @@ def environment_for(url: str) -> dict[str, str]:
     )
 
 
-def _sqlite_environment(url: str, netloc: str, path: str) -> dict[str, str]:
+def _sqlite_environment(url: str, netloc: str, path: str, create: bool, create_directory: bool) -> dict[str, str]:
     if netloc or not path.startswith("/") or path == "/":
         raise InvalidInput(
             f"invalid database URL {redact(url)}: a SQLite URL is sqlite:///relative/path "
@@ -97,14 +104,30 @@ def _sqlite_environment(url: str, netloc: str, path: str) -> dict[str, str]:
         file_path = Path(target)
         if file_path.is_dir():
             raise InvalidInput(f"invalid database URL {redact(url)}: {file_path} is a directory, not a file")
-        try:
-            file_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InvalidInput(
-                f"invalid database URL {redact(url)}: cannot create {file_path.parent}: {error.strerror}"
-            ) from None
+        _check_sqlite_file(url, file_path, create, create_directory)
         dbname = str(file_path)
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": dbname}
+
+
+def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory: bool) -> None:
+    """Check that ``file_path`` can be opened as the flags allow, creating its directory if they allow that."""
+    directory = file_path.parent
+    if not directory.is_dir() and not create_directory:
+        if directory.exists():
+            raise InvalidInput(f"invalid database URL {redact(url)}: {directory} is not a directory; fix the path")
+        raise InvalidInput(
+            f"invalid database URL {redact(url)}: directory {directory} does not exist; create it or fix the path"
+        )
+    if not create and not file_path.exists():
+        raise InvalidInput(
+            f"no ledger at {file_path}; create a network first with 'netledger network create' or check --db"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidInput(
+            f"invalid database URL {redact(url)}: cannot create {directory}: {error.strerror}"
+        ) from None
 
 
 def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, Tracking
 
 from ledger.errors import InvalidInput, StorageError
+from ledger.text import counted
 from projections.base import Item, ReadModel
 from projections.free import FreeAddresses
 from projections.history import AddressHistory
@@ -192,6 +193,6 @@ def follow(models: ReadModels, interval: float, stop: threading.Event) -> None:
                 behind,
             )
         elif any(applied.values()):
-            log.info("applied %s", ", ".join(f"{count} events to {name}" for name, count in applied.items()))
+            log.info("applied %s", ", ".join(f"{counted(count, 'event')} to {name}" for name, count in applied.items()))
         stop.wait(interval)
     log.info("stopped following the log")

@@ -36,6 +36,7 @@ Args = Union[str, list[str]]
 INVALID_NETWORK_NAME = "invalid network name"
 INVALID_ID = "invalid container id"
 INVALID_URL = "invalid database URL"
+MISSING_DIRECTORY = "directory /nonexistent/dir does not exist; create it or fix the path"
 
 CASES: list[tuple[Args, int, str]] = [
     # network create: pools, exclusions, names and the recorded fields
@@ -71,7 +72,13 @@ CASES: list[tuple[Args, int, str]] = [
     ("network create n1 --pool 10.0.0.0/24/8", 2, "prefix length must be a number from 0 to 32"),
     ("network create n1 --pool fd00::/129", 2, "prefix length must be a number from 0 to 128 for IPv6"),
     ("network create n1 --pool fd00::1/64", 2, "fd00::1/64 has host bits set"),
-    ("network create n1 --pool fe80::%eth0/64", 2, "'fe80::%eth0' is not an IPv4 or IPv6 address"),
+    ("network create n1 --pool fe80::%eth0/64", 2, "invalid pool fe80::%eth0/64: an IPv6 zone index"),
+    ("network create n1 --pool fe80::/64%eth0", 2, "invalid pool fe80::/64%eth0: an IPv6 zone index"),
+    ("network create n1 --pool fe80::1-fe80::9%eth0", 2, "an IPv6 zone index"),
+    ("network create n1 --pool fd00::/64 --exclude fd00::/64%eth0", 2, "invalid exclusion fd00::/64%eth0: an IPv6 zone"),
+    ("network create n1 --pool 10.0.0.0/24 --exclude 10.9.0.0/24", 2, "exclusion 10.9.0.0/24: it overlaps no pool"),
+    ("network create n1 --pool 10.0.0.0/24 --exclude 10.0.1.7", 2, "exclusion 10.0.1.7: it overlaps no pool"),
+    ("network create n1 --pool 10.0.0.0/24 --pool 10.0.2.0/24 --exclude 10.0.1.0-10.0.1.255", 2, "overlaps no pool"),
     ("network create n1 --pool 10.0.0.0/8 --exclude abc", 2, "invalid exclusion abc"),
     (["network", "create", "n1", *POOL, "--actor", ""], 2, "--actor is empty"),
     (["network", "create", "n1", *POOL, "--actor", "\x00"], 2, "--actor must be 1-128 printable characters"),
@@ -162,15 +169,24 @@ CASES: list[tuple[Args, int, str]] = [
     ("network list --db postgresql://127.0.0.1/db?schema=x%22%3BDROP", 2, "schema must be 1-63 of a-z"),
     ("network list --db http://example.invalid/x", 2, "use sqlite:///PATH or postgresql://"),
     ("network list --db postgresql://u:pw@127.0.0.1:1/db?connect_timeout=1", 3, "port 1 failed: Connection refused"),
+    ("network list --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
+    ("network create n1 --pool 10.0.0.0/24 --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
+    ("container create web --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
+    ("events --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     # the other commands
     ("events --since yesterday", 2, "invalid --since time 'yesterday'"),
     ("events --until 2020-13-45", 2, "invalid --until time '2020-13-45'"),
+    ("events --since 2026-12-05 --until 2026-12-01", 2, "--since 2026-12-05 is after --until 2026-12-01"),
+    ("events --since 2026-12-01T12:00+01:00 --until 2026-12-01T10:30", 2, "is after --until 2026-12-01T10:30"),
     ("events --type NoSuchEvent", 2, "invalid event type 'NoSuchEvent'"),
     (["events", "--network", "bad name"], 2, INVALID_NETWORK_NAME),
     ("replay web --at notatime", 2, "invalid --at time 'notatime'"),
     ("replay web", 2, "give exactly one of --at TIME and --position N"),
     ("replay nope --position 1", 1, "network nope not found"),
     ("diff web abc def", 2, "invalid FROM time 'abc'"),
+    ("diff web 17 9", 2, "FROM 17 is after TO 9; FROM must not be after TO"),
+    ("diff web 2026-12-05 2026-12-01", 2, "FROM 2026-12-05 is after TO 2026-12-01; FROM must not be after TO"),
+    ("diff web 999999 2000-01-01", 2, "FROM 999999 is after TO 2000-01-01; FROM must not be after TO"),
     ("free nope", 1, "network nope not found"),
     ("audit ip 10.50.0", 2, "invalid address 10.50.0"),
     ("audit ip notanip", 2, "invalid address notanip"),

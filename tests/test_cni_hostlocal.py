@@ -102,13 +102,33 @@ def test_import_rejects_all_on_problem(db: str, tmp_path: Path) -> None:
     done = netledger("network", "import-host-local", NETWORK, str(store), "--db", db)
 
     assert done.returncode == 1
-    assert "import into network pods refused, nothing written; 3 problem(s):" in done.stderr
+    assert "import into network pods refused, nothing written; 3 problems:" in done.stderr
     assert "notes.txt: the file name is not an IP address" in done.stderr
     assert "container abc on eth0 has 198.19.0.2, 198.19.0.7" in done.stderr
     assert "10.9.9.9 (def on eth0): address 10.9.9.9 is not in the pool of network pods" in done.stderr
+    assert "only pool addresses can be imported" in done.stderr
+    assert "--subnet" not in done.stderr
     containers, events = ledger_state(db)
     assert containers == {}
     assert len(events) == 1
+
+
+def test_import_of_one_container_says_container(db: str, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "pods", {"198.19.0.2": "abc\r\neth0"})
+
+    done = netledger("network", "import-host-local", NETWORK, str(store), "--db", db)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "imported 1 container into network pods"
+
+
+def test_import_refusal_of_one_problem_says_problem(db: str, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "pods", {"10.9.9.9": "def\r\neth0"})
+
+    done = netledger("network", "import-host-local", NETWORK, str(store), "--db", db)
+
+    assert done.returncode == 1
+    assert "refused, nothing written; 1 problem:" in done.stderr
 
 
 def test_import_of_old_format_needs_default_ifname(db: str, tmp_path: Path) -> None:

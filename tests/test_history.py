@@ -160,6 +160,11 @@ def test_events_filter_by_time_window(history_url: str) -> None:
     assert positions(page) == [6, 7, 8, 9, 10]
 
 
+def test_events_same_since_and_until(history_url: str) -> None:
+    page = run_json("events", "--db", history_url, "--since", at(6), "--until", at(6))
+    assert positions(page) == [6]
+
+
 def test_events_naive_time_is_utc(history_url: str) -> None:
     page = run_json("events", "--db", history_url, "--since", "2024-05-01T12:12:00")
     assert positions(page) == [13, 14]
@@ -290,6 +295,21 @@ def test_diff_text_lists_changes(history_url: str) -> None:
         "+ container a2: ip 10.0.0.3 subnet 10.0.0.3/32 gateway 10.0.0.4",
         "+ allocated 10.0.0.3-10.0.0.4",
     ]
+
+
+def test_diff_same_point_is_no_change(history_url: str) -> None:
+    result = run("diff", "web", "8", "8", "--db", history_url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == ["no change"]
+
+
+def test_diff_rejects_time_after_position(history_url: str) -> None:
+    result = run("diff", "web", at(10), "4", "--db", history_url)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: invalid range: FROM {at(10)} is after TO 4; FROM must not be after TO, so give the earlier point first\n"
+    )
+    assert result.stdout == ""
 
 
 def test_diff_rejects_bad_point(history_url: str) -> None:

@@ -144,6 +144,8 @@ def test_occupancy_lists_every_network_by_name(sqlite_url: str) -> None:
 
 
 def test_free_unknown_network_is_refused(sqlite_url: str) -> None:
+    run(sqlite_url, "network", "create", "web", "--pool", "10.0.3.0/29")
+
     result = runner.invoke(app, ["free", "nosuch", "--db", sqlite_url])
 
     assert result.exit_code == 1

@@ -1,0 +1,160 @@
+"""Which SQLite files and directories the CLI creates, and which it refuses to.
+
+A command that only reads must not create a ledger: a mistyped path would
+otherwise show an empty one. A path given by --db or NETLEDGER_DB must lie in
+an existing directory, so a typo in the directory creates nothing either.
+Only the default file in the user's data directory gets its directory made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+
+READ_COMMANDS = [
+    ["network", "list"],
+    ["network", "show", "web"],
+    ["container", "list", "web"],
+    ["container", "show", "web", "a1"],
+    ["events"],
+    ["export", "--format", "jsonl"],
+    ["replay", "web", "--position", "1"],
+    ["diff", "web", "1", "2"],
+    ["verify"],
+    ["free", "web"],
+    ["occupancy"],
+    ["audit", "ip", "10.0.0.1"],
+    ["audit", "container", "a1"],
+    ["projections", "run"],
+    ["projections", "status"],
+    ["projections", "rebuild"],
+]
+WRITE_COMMANDS = [
+    ["network", "create", "web", "--pool", "10.0.0.0/24"],
+    ["container", "create", "web"],
+    ["container", "destroy", "web", "a1"],
+    ["pool", "allocate", "web"],
+    ["pool", "release", "web", "10.0.0.1"],
+    ["db", "init"],
+]
+
+
+def only_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=" ".join)
+def test_read_of_missing_file_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "ledger.db"
+
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: no ledger at {path}; create a network first with 'netledger network create' or check --db"
+    )
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS + WRITE_COMMANDS, ids=" ".join)
+def test_missing_directory_is_not_created(tmp_path: Path, command: list[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'typo' / 'ledger.db'}"
+
+    result = runner.invoke(app, [*command, "--db", url])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: invalid database URL {url}: directory {tmp_path / 'typo'} does not exist; "
+        "create it or fix the path"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_directory_in_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NETLEDGER_DB", f"sqlite:///{tmp_path / 'typo' / 'ledger.db'}")
+
+    result = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24"])
+
+    assert result.exit_code == 2, result.output
+    assert "directory" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_as_directory_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    url = f"sqlite:///{tmp_path / 'file' / 'ledger.db'}"
+
+    result = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", url])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: invalid database URL {url}: {tmp_path / 'file'} is not a directory; fix the path"
+    )
+
+
+def test_write_creates_file_in_existing_directory(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+
+    created = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", url])
+    listed = runner.invoke(app, ["network", "list", "--json", "--db", url])
+
+    assert created.exit_code == 0, created.output
+    assert (tmp_path / "ledger.db").is_file()
+    assert listed.exit_code == 0, listed.output
+    assert '"name": "web"' in listed.stdout
+
+
+def test_default_file_gets_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # platformdirs puts the user data directory under XDG_DATA_HOME on Linux.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("NETLEDGER_DB", raising=False)
+    default_file = tmp_path / "data" / "netledger" / "ledger.db"
+
+    listed_before = runner.invoke(app, ["network", "list"])
+    directory_before = (tmp_path / "data").exists()
+    created = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24"])
+    listed_after = runner.invoke(app, ["network", "list", "--json"])
+
+    assert listed_before.exit_code == 2
+    assert only_error_line(listed_before.stderr) == (
+        f"error: no ledger at {default_file}; create a network first with 'netledger network create' or check --db"
+    )
+    assert not directory_before
+    assert created.exit_code == 0, created.output
+    assert default_file.is_file()
+    assert listed_after.exit_code == 0, listed_after.output
+
+
+def test_read_of_non_sqlite_file_exits_three(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    path.write_text("garbage\n")
+    url = f"sqlite:///{path}"
+
+    result = runner.invoke(app, ["network", "list", "--db", url])
+
+    assert result.exit_code == 3, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: cannot open database {url}: file is not a database; check that --db names a netledger SQLite file"
+    )
+    assert result.stdout == ""
+    assert path.read_text() == "garbage\n"
+
+
+def test_write_to_non_sqlite_file_exits_three(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    path.write_text("garbage\n")
+
+    result = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code == 3, result.output
+    assert "file is not a database" in only_error_line(result.stderr)
+    assert path.read_text() == "garbage\n"
