@@ -6,7 +6,7 @@ only as quoted identifiers composed by psycopg.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import Tracking
@@ -97,13 +97,21 @@ class PostgresViewStore(ViewStore, PostgresTrackingRecorder):
             return position, steps(PostgresSession(cursor, self._render))
 
     def reset(self) -> None:
+        self.replace(0, {})
+
+    def replace(self, position: int, rows: Mapping[str, Iterable[Sequence[Any]]]) -> None:
         with self.datastore.transaction(commit=True) as cursor:
             # Updating the tracking row first waits for any writer that has locked it.
             cursor.execute(
-                self._render("UPDATE {tracking} SET notification_id = 0 WHERE application_name = ?"),
-                (APPLICATION_NAME,),
+                self._render("UPDATE {tracking} SET notification_id = ? WHERE application_name = ?"),
+                (position, APPLICATION_NAME),
             )
             for table in self.schema.tables:
                 cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self._names[table]))
             for statement in self.schema.ddl:
                 cursor.execute(self._render(statement))
+            for table, table_rows in rows.items():
+                # COPY sends the rows in one stream instead of a statement each.
+                with cursor.copy(SQL("COPY {} FROM STDIN").format(self._names[table])) as copy:
+                    for row in table_rows:
+                        copy.write_row(row)

@@ -136,11 +136,19 @@ class ReadModels:
                 progress(cursor, head)
 
     def rebuild(self, names: list[str], progress: Progress | None = None) -> dict[str, int]:
-        """Drop the named read models' tables, recreate them, and replay the whole log into them."""
-        for name in names:
-            self.models[name].view.reset()
-            log.info("dropped read model %s; replaying the log into it", name)
-        return self.catch_up(progress)
+        """Replace the named read models with the whole log replayed into them, then catch every model up.
+
+        The replay runs in a staging database (``projections.rebuild``), so
+        the read models keep answering queries until their new tables
+        replace the old ones in one transaction.
+        """
+        from projections.rebuild import rebuild as rebuild_staged
+
+        log.info("rebuilding %s from the log", ", ".join(names))
+        applied = rebuild_staged(self, names, progress)
+        for name, count in self.catch_up().items():
+            applied[name] = applied.get(name, 0) + count
+        return applied
 
 
 def _create_tables(store: ViewStore) -> None:

@@ -9,7 +9,7 @@ single-row statements pointed at that table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import Tracking
@@ -102,16 +102,31 @@ class SQLiteViewStore(ViewStore, SQLiteTrackingRecorder):
             return position, steps(SQLiteSession(cursor, self._render))
 
     def reset(self) -> None:
+        self.replace(0, {})
+
+    def replace(self, position: int, rows: Mapping[str, Iterable[Sequence[Any]]]) -> None:
         with self.datastore.transaction(commit=True) as cursor:
             # Writing the tracking row first takes the write lock before any read.
             cursor.execute(
-                self._render("UPDATE {tracking} SET notification_id = 0 WHERE application_name = ?"),
-                (APPLICATION_NAME,),
+                self._render("UPDATE {tracking} SET notification_id = ? WHERE application_name = ?"),
+                (position, APPLICATION_NAME),
             )
             for table in self.schema.tables:
                 cursor.execute(f"DROP TABLE IF EXISTS {self._names[table]}")
             for statement in self.schema.ddl:
                 cursor.execute(self._render(statement))
+            for table, table_rows in rows.items():
+                _insert_rows(cursor, self._names[table], table_rows)
+
+
+def _insert_rows(cursor: SQLiteCursor, table: str, rows: Iterable[Sequence[Any]]) -> None:
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return
+    marks = ", ".join("?" * len(first))
+    cursor.execute(f"INSERT INTO {table} VALUES ({marks})", tuple(first))
+    cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", iterator)
 
 
 def _quote(name: str) -> str:

@@ -17,7 +17,7 @@ text, never a value.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -96,6 +96,15 @@ class ViewStore(TrackingRecorder, ABC):
     @abstractmethod
     def reset(self) -> None:
         """Drop and recreate the view's tables and set its position to 0, in one transaction."""
+
+    @abstractmethod
+    def replace(self, position: int, rows: Mapping[str, Iterable[Sequence[Any]]]) -> None:
+        """Replace every table's rows with ``rows`` (by table name) and set the position, in one transaction.
+
+        The tables are dropped and created again, so this also serves as a
+        reset. A writer that read the old position fails its next write
+        with ``PositionMoved``.
+        """
 
     def position(self) -> int:
         """Return the notification id of the last event this read model applied (0 for none)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from ledger.addresses import IPAddress, IPNetwork, WIDEST_PREFIX_WITHOUT_RESERVED, address_from_int
 from ledger.errors import InvalidInput
@@ -37,6 +38,9 @@ def key_address(key: str, version: int) -> IPAddress:
     return address_from_int(int(key, 16), version)
 
 
+# A released address was parsed when it was allocated, and a rebuild parses
+# every address of the log, so recent ones are worth keeping.
+@lru_cache(maxsize=65_536)
 def text_value(text: str) -> int:
     """Return the integer value of an address written as text in an event."""
     return int(ipaddress.ip_address(text))

@@ -227,3 +227,32 @@ def test_compare_by_url_limits_to_network(db_url: str, ledger: Ledger) -> None:
     assert compare_with_replay(db_url) == compare_with_replay(db_url, "db")
     with pytest.raises(LedgerError, match="network nosuch not found"):
         compare_with_replay(db_url, "nosuch")
+
+
+def table_rows(models: ReadModels) -> dict[str, list[tuple[Any, ...]]]:
+    """Return every row of every read model's tables, sorted, by table name."""
+    dumped: dict[str, list[tuple[Any, ...]]] = {}
+    for name, model in models.models.items():
+        for table in model.schema.tables:
+            _, rows = models.read(name, lambda session, table=table: session.all("SELECT * FROM {" + table + "}"))
+            dumped[table] = sorted(rows, key=repr)
+    return dumped
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=st.lists(OPERATIONS, min_size=1, max_size=30))
+def test_rebuild_gives_rows_of_catching_up(ledger: Ledger, operations: list[tuple[Any, ...]]) -> None:
+    for network in (f"n{uuid.uuid4().hex[:10]}", f"m{uuid.uuid4().hex[:10]}"):
+        ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
+    models = ReadModels(ledger, batch_size=5)
+    networks = ledger.network_names()[-2:]
+    for index, operation in enumerate(operations):
+        apply_operation(ledger, models, networks[index % 2], operation)
+    models.catch_up()
+    caught_up = table_rows(models)
+
+    applied = models.rebuild(list(NAMES))
+
+    assert table_rows(models) == caught_up
+    assert set(applied) == set(NAMES)
+    assert all(model.view.position() == models.head() for model in models.models.values())
