@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import Tracking
 
 from projections.base import ReadModel
+from projections.sqlite_store import SQLiteSession
 from projections.store import APPLICATION_NAME, Session
 
 if TYPE_CHECKING:
@@ -33,36 +34,25 @@ STAGING_CACHE_KIB = 65_536
 Handler = Callable[[Any, Any, Tracking, Session], None]
 
 
-class StagingSession(Session):
+class StagingSession(SQLiteSession):
     """Statements against the staging database, with table names rendered as quoted identifiers."""
 
     def __init__(self, connection: sqlite3.Connection, names: dict[str, str]) -> None:
-        self._cursor = connection.cursor()
+        rendered: dict[str, str] = {}
+
+        def render(statement: str) -> str:
+            text = rendered.get(statement)
+            if text is None:
+                text = rendered[statement] = statement.format(**names)
+            return text
+
+        super().__init__(connection.cursor(), render)  # type: ignore[arg-type]
+        self._connection = connection
         self._names = names
-        self._rendered: dict[str, str] = {}
-
-    def _render(self, statement: str) -> str:
-        rendered = self._rendered.get(statement)
-        if rendered is None:
-            rendered = statement.format(**self._names)
-            self._rendered[statement] = rendered
-        return rendered
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self._cursor.execute(self._render(statement), tuple(params))
-
-    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        self.execute(statement, params)
-        row = self._cursor.fetchone()
-        return None if row is None else tuple(row)
-
-    def all(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self.execute(statement, params)
-        return [tuple(row) for row in self._cursor.fetchall()]
 
     def rows(self, table: str) -> sqlite3.Cursor:
         """Return a cursor over every row of one staged table."""
-        return self._cursor.connection.execute(f"SELECT * FROM {self._names[table]}")
+        return self._connection.execute(f"SELECT * FROM {self._names[table]}")
 
 
 class StagedModel:
