@@ -128,9 +128,10 @@ def rebuild(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Drop the read models' tables and replay every event into them, with a progress bar.
+    """Replay every event into new read-model tables, then swap them in, with a progress bar.
 
-    The events are never touched. Only the read models are rebuilt.
+    The replay runs in a temporary staging file, so queries keep reading the
+    old tables until the swap. The events are never touched.
 
     Example: netledger projections rebuild --projection address_history
     """

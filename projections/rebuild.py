@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from projections.base import ReadModel
 from projections.sqlite_store import SQLiteSession
@@ -95,22 +96,44 @@ def rebuild(models: ReadModels, names: list[str], progress: Progress | None = No
 def _stage(models: ReadModels, staged: list[StagedModel], head: int, progress: Progress | None) -> int:
     """Apply every event up to ``head`` to the staged models; return how many there were."""
     ledger = models.ledger
-    cursor = 0
     applied = 0
-    while cursor < head:
-        page = ledger.recorder.select_notifications(start=cursor, limit=PAGE_SIZE, stop=head, inclusive_of_start=False)
-        if not page:
-            break
+    for page in _pages(models, head):
         for notification in page:
             event = ledger.mapper.to_domain_event(notification)
             tracking = Tracking(APPLICATION_NAME, notification.id)
             for stage in staged:
                 stage.apply(event, tracking)
         applied += len(page)
-        cursor = page[-1].id
         if progress is not None:
-            progress(cursor, head)
+            progress(page[-1].id, head)
     return applied
+
+
+def _pages(models: ReadModels, head: int) -> Iterator[Sequence[Notification]]:
+    """Yield the log up to ``head`` a page at a time, reading the next page while the caller applies this one.
+
+    The database driver waits for the server without holding the
+    interpreter's lock, so the read and the staging overlap.
+    """
+    recorder = models.ledger.recorder
+
+    def read(after: int) -> Sequence[Notification]:
+        return recorder.select_notifications(start=after, limit=PAGE_SIZE, stop=head, inclusive_of_start=False)
+
+    if head <= 0:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="netledger-rebuild-read") as reader:
+        pending = reader.submit(read, 0)
+        while True:
+            page = pending.result()
+            if not page:
+                return
+            last = page[-1].id
+            if last < head:
+                pending = reader.submit(read, last)
+            yield page
+            if last >= head:
+                return
 
 
 def _quote(name: str) -> str:
