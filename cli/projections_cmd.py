@@ -41,7 +41,8 @@ def _print_statuses(statuses: list[ReadModelStatus], as_json: bool, title: str) 
 @app.command("run")
 def run(
     follow: Annotated[
-        bool, typer.Option("--follow", help="Keep running and apply new events as they are stored, until Ctrl-C.")
+        bool,
+        typer.Option("--follow", help="Keep running and apply new events as they are stored, until Ctrl-C or SIGTERM."),
     ] = False,
     interval: Annotated[
         float, typer.Option("--interval", min=0.05, max=3600, help="Seconds between polls of the log with --follow.")
@@ -124,7 +125,14 @@ def rebuild(
         Optional[list[str]],
         typer.Option("--projection", help="Rebuild only this read model, such as occupancy (repeatable; default: all)."),
     ] = None,
-    batch_size: BatchOption = 500,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", min=1, max=100000,
+            help="Events applied per transaction when catching up after the swap "
+            "(the replay itself runs in a staging file).",
+        ),
+    ] = 500,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:

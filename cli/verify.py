@@ -28,7 +28,7 @@ def verify(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Replay every stored event and check the history and read models: exit 0 when all pass, else 1.
+    """Replay every stored event and check the history and read models: exit 0 when all pass, 1 on a problem.
 
     For every event: versions are contiguous and in position order, the
     event decodes, its digest matches its stored fields and the previous

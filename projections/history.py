@@ -219,10 +219,19 @@ def network_names(session: Session) -> dict[str, str]:
     return dict(session.all("SELECT network_id, name FROM {address_history_networks}"))
 
 
-def tenancies(session: Session, key: str, network_id: Optional[str], at: Optional[str]) -> list[Tenancy]:
-    """Return the tenancies of an address in time order, all or those covering the time ``at``."""
-    statement = f"SELECT network_id, {TENANCY_COLUMNS} FROM {{address_history_tenancies}} WHERE address_key = ?"
-    params: list[Any] = [key]
+def tenancies(
+    session: Session, key: str, ip_version: int, network_id: Optional[str], at: Optional[str]
+) -> list[Tenancy]:
+    """Return the tenancies of an address in time order, all or those covering the time ``at``.
+
+    The key is the address's integer value, which an IPv4 and an IPv6 address
+    can share (10.1.2.3 and ::a01:203), so only networks of ``ip_version`` count.
+    """
+    statement = (
+        f"SELECT network_id, {TENANCY_COLUMNS} FROM {{address_history_tenancies}} WHERE address_key = ? "
+        "AND network_id IN (SELECT network_id FROM {address_history_networks} WHERE ip_version = ?)"
+    )
+    params: list[Any] = [key, ip_version]
     if network_id is not None:
         statement += " AND network_id = ?"
         params.append(network_id)

@@ -50,7 +50,7 @@ def address_tenancies(
     def query(session: Session) -> list[history.Tenancy] | None:
         if selected_id is not None and selected_id not in history.network_names(session):
             return None
-        return history.tenancies(session, address_key(int(address)), selected_id, at)
+        return history.tenancies(session, address_key(int(address)), address.version, selected_id, at)
 
     _, result = models.read(history.SCHEMA.name, query)
     if result is None:

@@ -185,3 +185,17 @@ def test_audit_rejects_bad_requests(sqlite_url: str, args: list[str], status: in
 
     assert result.exit_code == status
     assert message in result.stderr
+
+
+def test_audit_ip_keeps_families_apart(db_url: str) -> None:
+    # 10.1.2.3 and ::a01:203 have the same integer value.
+    run(db_url, "network", "create", "four", "--pool", "10.1.2.0/24")
+    run(db_url, "network", "create", "six", "--pool", "::a01:200/120")
+    run(db_url, "container", "create", "four", "--id", "v4", "--ip", "10.1.2.3")
+    run(db_url, "container", "create", "six", "--id", "v6", "--ip", "::a01:203")
+
+    v4 = run_json(db_url, "audit", "ip", "10.1.2.3")["tenancies"]
+    v6 = run_json(db_url, "audit", "ip", "::a01:203")["tenancies"]
+
+    assert [(item["container"], item["address"]) for item in v4] == [("v4", "10.1.2.3")]
+    assert [(item["container"], item["address"]) for item in v6] == [("v6", "::a01:203")]
