@@ -64,7 +64,33 @@ def protect(ledger: Any, writer_role: str | None = None) -> InitReport:
         if writer_role is not None:
             raise InvalidInput("--writer-role needs PostgreSQL: SQLite has no roles")
         return _protect_sqlite(recorder.datastore, table)
-    return _protect_postgres(recorder.datastore, table, writer_role)
+    report = _protect_postgres(recorder.datastore, table, writer_role)
+    if writer_role is not None:
+        _grant_read_models(ledger, writer_role)
+    return report
+
+
+def _grant_read_models(ledger: Any, role: str) -> None:
+    """Create the read models' tables and let ``role`` keep them caught up.
+
+    Queries catch the read models up before they answer, so a role that runs
+    them writes rows and tracking positions. Rebuilding drops the tables,
+    which only their owner may do.
+    """
+    from psycopg import sql
+
+    from projections.runner import READ_MODELS, ReadModels
+
+    ReadModels(ledger)
+    schema = ledger.recorder.datastore.schema
+    tables = [name for model in READ_MODELS for name in (*model.schema.tables, model.schema.tracking_table)]
+    with ledger.recorder.datastore.transaction(commit=True) as cursor:
+        for table in tables:
+            cursor.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {}.{} TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(table), sql.Identifier(role)
+                )
+            )
 
 
 def _protect_sqlite(datastore: Any, table: str) -> InitReport:

@@ -202,9 +202,13 @@ def test_writer_role_cannot_change_events(cluster: Cluster) -> None:
 
     created = netledger("network", "create", "web", "--pool", "10.42.0.0/24", "--db", app_url)
     container = netledger("container", "create", "web", "--id", "a1", "--db", app_url)
+    # Queries catch the read models up, so the role writes their tables too.
+    audited = netledger("audit", "ip", "10.42.0.1", "--db", app_url)
 
     assert created.returncode == 0, created.stderr
     assert container.returncode == 0, container.stderr
+    assert audited.returncode == 0, audited.stderr
+    assert "a1" in audited.stdout
     with psycopg.connect(app_url.removesuffix("?create_tables=no"), autocommit=True) as connection:
         for statement in (
             "UPDATE netledger_events SET topic = topic",
