@@ -78,6 +78,10 @@ class RequestRecord:
         return f"{self.command} {self.arguments[0]}"
 
 
+# Lookups of request ids that scan the snapshot's text before it is indexed.
+INDEX_AFTER_SCANS = 2
+
+
 class RecentRequests:
     """The requests of one network within the count and time bounds.
 
@@ -95,6 +99,10 @@ class RecentRequests:
         self.start = 0
         self.text_lines = self.text.count(LINE_END) - 1
         self.added: OrderedDict[str, str] = OrderedDict()
+        # Where each request id's last line in ``text`` starts, built on the
+        # first lookup after INDEX_AFTER_SCANS scans of the text.
+        self._offsets: dict[str, int] | None = None
+        self._scans = 0
         while len(self) > limit:
             self._evict_oldest()
 
@@ -105,11 +113,35 @@ class RecentRequests:
         """Return the record of ``request_id``, or None when it is unknown or evicted."""
         line = self.added.get(request_id)
         if line is None:
-            found = self.text.rfind(LINE_END + _field(request_id) + " ", self.start)
+            found = self._find(_field(request_id))
             if found < 0:
                 return None
             line = self.text[found + 1 : self.text.index(LINE_END, found + 1)]
         return _record_of(line)
+
+    def _find(self, field: str) -> int:
+        """Return the offset of the separator before the live line of a request id in ``text``, or -1.
+
+        A process that runs one command scans the text once, which costs less
+        than indexing it. One that runs many commands indexes the text once.
+        """
+        if self._offsets is None:
+            self._scans += 1
+            if self._scans <= INDEX_AFTER_SCANS:
+                return self.text.rfind(LINE_END + field + " ", self.start)
+            self._offsets = self._index()
+        found = self._offsets.get(field, -1)
+        return found if found >= self.start else -1
+
+    def _index(self) -> dict[str, int]:
+        offsets: dict[str, int] = {}
+        text = self.text
+        position = 0
+        last = len(text) - 1
+        while 0 <= position < last:
+            offsets[text[position + 1 : text.index(" ", position + 1)]] = position
+            position = text.find(LINE_END, position + 1)
+        return offsets
 
     def add(self, request_id: str, record: RequestRecord, at: int) -> None:
         """Record a request made at Unix time ``at``, evicting those beyond the bounds."""

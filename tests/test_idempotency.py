@@ -240,3 +240,34 @@ def test_cli_retried_create_prints_same_container(sqlite_url: str) -> None:
     assert "ip 10.2.0.1 subnet 10.2.0.1/32 gateway 10.2.0.2" in first.stdout
     assert other.exit_code == 1
     assert other.stderr.startswith("error: request id job-7 was already used on network web for 'container create --id c-")
+
+
+def test_indexed_lookup_agrees_with_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a few lookups the snapshot's text is indexed; answers must not change, before or after evictions."""
+    import ledger.requests
+
+    def record(number: int) -> RequestRecord:
+        return RequestRecord(CREATE, (f"c{number}", None, None), ("10.0.0.1", "10.0.0.2"))
+
+    source = RecentRequests(limit=50, window=10**9)
+    ids = [f"r{number % 60}" if number % 7 == 0 else f"r{number}" for number in range(80)]
+    for number, request_id in enumerate(ids):
+        source.add(request_id, record(number), 1000 + number)
+    indexed = RecentRequests(source.to_text(), limit=50, window=10**9)
+    scanned = RecentRequests(source.to_text(), limit=50, window=10**9)
+    probes = [*ids, "never-seen"]
+
+    def compare() -> None:
+        for request_id in probes:
+            found = indexed.get(request_id)
+            monkeypatch.setattr(ledger.requests, "INDEX_AFTER_SCANS", 10**9)
+            assert found == scanned.get(request_id), request_id
+            monkeypatch.setattr(ledger.requests, "INDEX_AFTER_SCANS", 2)
+
+    compare()
+    for number in range(30):
+        indexed.add(f"new{number}", record(number), 5000 + number)
+        scanned.add(f"new{number}", record(number), 5000 + number)
+    compare()
+    assert indexed._offsets is not None
+    assert scanned._offsets is None
