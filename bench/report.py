@@ -75,3 +75,27 @@ def run_metadata(quick: bool, postgres_version: str, seconds: float) -> dict[str
         "postgresql": postgres_version,
         "duration_seconds": round(seconds, 1),
     }
+
+
+def markdown_table(document: dict[str, Any]) -> str:
+    """Return the README's table of a results file: one row per figure, with its ratio, target and values."""
+    lines = [
+        f"Last full run: {document['date'][:10]}, {document['cpu_count']} cores, "
+        f"PostgreSQL {document['postgresql'].split()[0]}, {document['duration_seconds']:.0f} s.",
+        "",
+        "| key | ratio | target | met | measured |",
+        "|---|---|---|---|---|",
+    ]
+    for key, figure in document.items():
+        if not isinstance(figure, dict):
+            continue
+        met = "crashed" if figure["error"] else {True: "yes", False: "no", None: "n/a"}[figure["met"]]
+        values = "; ".join(
+            f"{name.replace('_', ' ')} {value['value']:,.4g} {value['unit']}" for name, value in figure["values"].items()
+        )
+        lines.append(f"| `{key}` | {_ratio_text(figure['ratio'])} | {figure['target']} | {met} | {values} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table(json.loads(RESULTS_PATH.read_text(encoding="utf-8"))))

@@ -87,11 +87,21 @@ def take(session: Session, network_id: str, address: str) -> None:
     if row is None or key_value(row[1]) < value:
         raise _inconsistent(session, network_id, address, "not free although an event allocates it")
     first, last = key_value(row[0]), key_value(row[1])
-    session.execute(DELETE_RANGE, (network_id, row[0]))
-    if first < value:
-        session.execute(INSERT_RANGE, (network_id, row[0], address_key(value - 1)))
-    if value < last:
-        session.execute(INSERT_RANGE, (network_id, address_key(value + 1), row[1]))
+    if first == value == last:
+        session.execute(DELETE_RANGE, (network_id, row[0]))
+    elif first == value:
+        # The lowest-first policy takes the first address of a range, so this is the usual case.
+        session.execute(
+            "UPDATE {free_addresses_ranges} SET first_key = ? WHERE network_id = ? AND first_key = ?",
+            (address_key(value + 1), network_id, row[0]),
+        )
+    else:
+        session.execute(
+            "UPDATE {free_addresses_ranges} SET last_key = ? WHERE network_id = ? AND first_key = ?",
+            (address_key(value - 1), network_id, row[0]),
+        )
+        if value < last:
+            session.execute(INSERT_RANGE, (network_id, address_key(value + 1), row[1]))
     session.execute(COUNT_ALLOCATED, (1, network_id))
 
 
