@@ -62,8 +62,9 @@ def fail(message: str, exit_code: int) -> None:
 def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
     """Open the event store named by ``db`` and turn every ledger error into one line and an exit code.
 
-    Only commands that write pass ``create=True``: a read of a SQLite file
-    that does not exist fails instead of creating an empty ledger. A SQLite
+    Only commands that create a network or prepare the store pass
+    ``create=True``: any other command on a SQLite file that does not exist
+    fails instead of creating an empty ledger. A SQLite
     path given by ``--db`` or ``NETLEDGER_DB`` must be in an existing
     directory, so a mistyped path creates nothing. Only the default file's
     directory is created.

@@ -74,7 +74,7 @@ def create(
     special = guard_input(lambda: parse_subnet(subnet, "--subnet")) if subnet is not None else None
     if special is not None and address is None:
         guard_input(lambda: _raise(InvalidInput("--subnet needs --ip: give the container's address inside the subnet")))
-    with open_ledger(db, create=True) as ledger:
+    with open_ledger(db) as ledger:
         context = command_context(actor, reason, request_id)
         container = ledger.create_container(network, context, cid, address, special)
     row = container_row(container)
@@ -121,7 +121,7 @@ def destroy(
 
     guard_input(lambda: parse_network_name(network))
     guard_input(lambda: parse_id(container_id))
-    with open_ledger(db, create=True) as ledger:
+    with open_ledger(db) as ledger:
         context = command_context(actor, reason, request_id)
         released = ledger.destroy_container(network, container_id, context)
     addresses = [str(address) for address in released]

@@ -39,7 +39,7 @@ def allocate(
     from ledger.addresses import parse_network_name
 
     guard_input(lambda: parse_network_name(network))
-    with open_ledger(db, create=True) as ledger:
+    with open_ledger(db) as ledger:
         context = command_context(actor, reason, request_id)
         chosen = ledger.allocate(network, 2 if two else 1, context)
     result = {"ip": str(chosen[0])}
@@ -76,7 +76,7 @@ def release(
 
     guard_input(lambda: parse_network_name(network))
     parsed = guard_input(lambda: [parse_address(text) for text in addresses])
-    with open_ledger(db, create=True) as ledger:
+    with open_ledger(db) as ledger:
         context = command_context(actor, reason, request_id)
         released, ignored = ledger.release(network, parsed, context)
     result = {"released": [str(address) for address in released], "ignored": ignored}

@@ -120,11 +120,11 @@ def _print_report(report: VerifyReport) -> None:
         else:
             typer.echo(f"verify incomplete: {checked} have no problem, but the read models were not compared with a replay")
     typer.echo(f"projections: {report.projections}")
-    if report.streams:
+    intact = [stream for stream in report.streams if stream.problem is None]
+    if intact:
         typer.echo("head digests (record them outside the database to detect a later rewrite):")
-    for stream in report.streams:
-        if stream.problem is None:
-            typer.echo(f"  {stream.name}: version {stream.version} {stream.digest}")
+    for stream in intact:
+        typer.echo(f"  {stream.name}: version {stream.version} {stream.digest}")
 
 
 def _counted(count: int, noun: str) -> str:
