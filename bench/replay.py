@@ -56,7 +56,7 @@ def _read_model_rates(ledger: Ledger, repeats: int, budget: float) -> tuple[list
     models = projection_api.open_read_models(ledger)
     runs = [projection_api.rebuild_within(models, budget) for _ in range(repeats)]
     replayed = min(run.position for run in runs)
-    note = "all read models dropped and rebuilt from the log"
+    note = "all read models replaced by a rebuild from the whole log"
     if not all(run.complete for run in runs):
         note += f"; each rebuild stopped after {budget:g} s, at {replayed:,} of {runs[0].head:,} events"
     return [run.rate for run in runs], replayed, note
