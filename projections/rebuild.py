@@ -11,6 +11,7 @@ are the ones catching up uses, so both ways give the same rows.
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Notification, Tracking
 
+from ledger.errors import StorageError
 from projections.base import ReadModel
 from projections.sqlite_store import SQLiteSession
 from projections.store import APPLICATION_NAME, Session
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 
 # Notifications read and decoded at a time.
 PAGE_SIZE = 5_000
+# The read model staged in a second process, and the log length from which
+# that pays for the second process's start (about half a second).
+SECOND_PROCESS = ("address_history",)
+PARALLEL_FROM = 20_000
 # The staging database's page cache, in KiB. Rows beyond it spill to the temporary file.
 STAGING_CACHE_KIB = 65_536
 Handler = Callable[[Any, Any, Tracking, Session], None]
@@ -77,8 +83,55 @@ class StagedModel:
 
 
 def rebuild(models: ReadModels, names: list[str], progress: Progress | None = None) -> dict[str, int]:
-    """Replace the named read models with the whole log replayed into staging; return the events each applied."""
+    """Replace the named read models with the whole log replayed into staging; return the events each applied.
+
+    On a log of PARALLEL_FROM events or more in a store that another process
+    can open, the address history is staged in a second process while this
+    one stages the rest, so a rebuild uses two cores. Each process reads and
+    decodes the log itself.
+    """
     head = models.head()
+    in_child = [name for name in names if name in SECOND_PROCESS]
+    in_this_process = [name for name in names if name not in SECOND_PROCESS]
+    if not (in_child and in_this_process and head >= PARALLEL_FROM and _shareable(models)):
+        return _rebuild_here(models, names, head, progress)
+    context = multiprocessing.get_context("spawn")
+    helper = context.Process(
+        target=_rebuild_in_child, args=(dict(models.ledger.env), in_child, head), name="netledger-rebuild", daemon=True
+    )
+    helper.start()
+    try:
+        applied = _rebuild_here(models, in_this_process, head, progress)
+        helper.join()
+    finally:
+        if helper.is_alive():
+            helper.terminate()
+            helper.join()
+    if helper.exitcode != 0:
+        raise StorageError(
+            f"rebuilding {', '.join(in_child)} in a second process failed (exit status {helper.exitcode}); "
+            "see its log above, then run 'netledger projections rebuild' again"
+        )
+    return dict.fromkeys(names, next(iter(applied.values())))
+
+
+def _shareable(models: ReadModels) -> bool:
+    """Return whether a second process can open the ledger's store (not a private in-memory SQLite)."""
+    return "mode=memory" not in str(models.ledger.env.get("SQLITE_DBNAME", ""))
+
+
+def _rebuild_in_child(env: dict[str, str], names: list[str], head: int) -> None:
+    from ledger.application import Ledger
+    from projections.runner import ReadModels
+
+    ledger = Ledger(env=env)
+    try:
+        _rebuild_here(ReadModels(ledger), names, head, None)
+    finally:
+        ledger.close()
+
+
+def _rebuild_here(models: ReadModels, names: list[str], head: int, progress: Progress | None) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="netledger-rebuild-") as directory:
         connection = sqlite3.connect(Path(directory) / "staging.db", isolation_level=None)
         with closing(connection):

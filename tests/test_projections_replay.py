@@ -256,3 +256,37 @@ def test_rebuild_gives_rows_of_catching_up(ledger: Ledger, operations: list[tupl
     assert table_rows(models) == caught_up
     assert set(applied) == set(NAMES)
     assert all(model.view.position() == models.head() for model in models.models.values())
+
+
+def test_rebuild_in_two_processes_gives_rows_of_catching_up(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import projections.rebuild
+
+    network = f"n{uuid.uuid4().hex[:10]}"
+    ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
+    models = ReadModels(ledger, batch_size=5)
+    operations = [("create",), ("create_ip", 9), ("create_subnet", SUBNETS[0], 3), ("destroy", 1), ("allocate", 2)]
+    for operation in operations * 4:
+        apply_operation(ledger, models, network, operation)
+    models.catch_up()
+    caught_up = table_rows(models)
+    monkeypatch.setattr(projections.rebuild, "PARALLEL_FROM", 1)
+    started = []
+    spawn = projections.rebuild.multiprocessing.get_context
+
+    def counting_context(method: str) -> Any:
+        started.append(method)
+        return spawn(method)
+
+    monkeypatch.setattr(projections.rebuild.multiprocessing, "get_context", counting_context)
+    for model in models.models.values():
+        model.view.reset()
+
+    # The staged rebuild alone, without the catch-up that ReadModels.rebuild runs after it.
+    applied = projections.rebuild.rebuild(models, list(NAMES))
+
+    assert started == ["spawn"]
+    assert table_rows(models) == caught_up
+    assert set(applied) == set(NAMES)
+    assert all(model.view.position() == models.head() for model in models.models.values())
