@@ -4,9 +4,9 @@ The library can append a command's events through a database function, one
 statement in one implicit transaction, which is much faster than its
 default path (a transaction with a table lock, a notification and the
 inserts). Its function leaves out the table lock, though, and that lock is
-what makes notification ids commit in order: without it, a writer that drew
+what makes notification ids commit in order. Without it, a writer that drew
 id 11 can commit before the one that drew id 10, and a read model that has
-read up to 11 never sees 10. The read models here track one position each,
+read up to 11 never reads 10. The read models here track one position each,
 so they rely on that order.
 
 ``OrderedInsertRecorder`` keeps the function and puts the lock back: its

@@ -2,10 +2,10 @@
 
 The library snapshots an aggregate's attributes as JSON. ``Net`` is stored
 as the model's state only: the pool and allocated set as flat lists of
-range bounds, the cursor, and one short row per container, with the ip and
-gateway as integer offsets from the pool's first address: writing an IPv6
-address as text costs several times more than the rest of its row, and an
-offset is shorter than either the text or the whole integer. The indexes are
+range bounds, the cursor, and one short row per container. A row stores the
+ip and gateway as integer offsets from the pool's first address. Writing an
+IPv6 address as text costs several times more than the rest of its row, and
+an offset is shorter than either the text or the whole integer. The indexes are
 rebuilt on load, so a snapshot's size follows the number of containers and
 the fragmentation of the allocated set, never the size of the pool.
 The record of recent requests is bounded and stored as one string

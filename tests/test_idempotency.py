@@ -243,7 +243,7 @@ def test_cli_retried_create_prints_same_container(sqlite_url: str) -> None:
 
 
 def test_indexed_lookup_agrees_with_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After a few lookups the snapshot's text is indexed; answers must not change, before or after evictions."""
+    """After a few lookups the snapshot's text is indexed. Results must not change, before or after evictions."""
     import ledger.requests
 
     def record(number: int) -> RequestRecord:

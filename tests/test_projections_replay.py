@@ -241,7 +241,7 @@ def table_rows(models: ReadModels) -> dict[str, list[tuple[Any, ...]]]:
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=st.lists(OPERATIONS, min_size=1, max_size=30))
-def test_rebuild_gives_rows_of_catching_up(ledger: Ledger, operations: list[tuple[Any, ...]]) -> None:
+def test_rebuild_matches_catch_up(ledger: Ledger, operations: list[tuple[Any, ...]]) -> None:
     for network in (f"n{uuid.uuid4().hex[:10]}", f"m{uuid.uuid4().hex[:10]}"):
         ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
     models = ReadModels(ledger, batch_size=5)
@@ -258,7 +258,7 @@ def test_rebuild_gives_rows_of_catching_up(ledger: Ledger, operations: list[tupl
     assert all(model.view.position() == models.head() for model in models.models.values())
 
 
-def test_rebuild_in_two_processes_gives_rows_of_catching_up(
+def test_two_process_rebuild_matches_catch_up(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import projections.rebuild
