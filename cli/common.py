@@ -203,3 +203,9 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     # fold IPv6 addresses, so give it room for one row per line.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
+
+
+def note_replayed(ledger: Ledger, request_id: str) -> None:
+    """Say so when a command's request id was already applied and nothing was written."""
+    if ledger.last_command_replayed:
+        typer.echo(f"request {request_id} was already applied: this is its recorded result, and nothing was written")

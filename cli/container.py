@@ -17,6 +17,7 @@ from cli.common import (
     command_context,
     guard_input,
     log,
+    note_replayed,
     open_ledger,
     print_json,
     print_table,
@@ -86,6 +87,7 @@ def create(
         print_json(row)
     else:
         typer.echo(f"created container {row['id']}: ip {row['ip']} subnet {row['subnet']} gateway {row['gateway']}")
+        note_replayed(ledger, context.request_id)
 
 
 def _generated_id(request_id: Optional[str]) -> str:
@@ -133,6 +135,7 @@ def destroy(
         print_json({"id": container_id, "released": addresses})
     else:
         typer.echo(f"destroyed container {container_id}; released {', '.join(addresses)}")
+        note_replayed(ledger, context.request_id)
 
 
 @app.command("list")

@@ -15,6 +15,7 @@ from cli.common import (
     command_context,
     guard_input,
     log,
+    note_replayed,
     open_ledger,
     print_json,
 )
@@ -53,6 +54,7 @@ def allocate(
         print_json(result)
     else:
         typer.echo("allocated " + ", ".join(f"{role} {address}" for role, address in result.items()))
+        note_replayed(ledger, context.request_id)
 
 
 @app.command("release")
@@ -93,3 +95,4 @@ def release(
     typer.echo(f"released {', '.join(result['released']) or 'nothing'}")
     for address, why in ignored.items():
         typer.echo(f"ignored {address}: {why}")
+    note_replayed(ledger, context.request_id)

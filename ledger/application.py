@@ -96,6 +96,9 @@ class Ledger(Application):
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Network: SNAPSHOT_INTERVAL}
     # Appends retried after another writer appended first, since this object was made.
     conflict_retries = 0
+    # Whether the last command's request id was already recorded, so that it
+    # returned the recorded result and appended nothing.
+    last_command_replayed = False
 
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
@@ -263,6 +266,7 @@ class Ledger(Application):
             network = self._cached_network(network_name)
             try:
                 earlier = _recorded(network, retry)
+                self.last_command_replayed = earlier is not None
                 if earlier is not None:
                     return retry.result_of(earlier)
                 result = command(network)

@@ -234,8 +234,9 @@ def test_cli_retried_create_prints_same_container(sqlite_url: str) -> None:
         app, ["container", "create", "web", "--id", "x1", "--request-id", "job-7", "--db", sqlite_url]
     )
 
+    replayed_note = "request job-7 was already applied: this is its recorded result, and nothing was written\n"
     assert first.exit_code == again.exit_code == 0
-    assert again.stdout == first.stdout
+    assert again.stdout == first.stdout + replayed_note
     assert first.stdout.startswith("created container c-")
     assert "ip 10.2.0.1 subnet 10.2.0.1/32 gateway 10.2.0.2" in first.stdout
     assert other.exit_code == 1
@@ -271,3 +272,21 @@ def test_indexed_lookup_agrees_with_scan(monkeypatch: pytest.MonkeyPatch) -> Non
     compare()
     assert indexed._offsets is not None
     assert scanned._offsets is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["pool", "allocate", "web"], ["pool", "release", "web", "10.2.0.3"], ["container", "destroy", "web", "a1"]],
+    ids=" ".join,
+)
+def test_cli_retry_says_nothing_written(sqlite_url: str, command: list[str]) -> None:
+    runner.invoke(app, ["network", "create", "web", "--pool", "10.2.0.0/24", "--db", sqlite_url])
+    runner.invoke(app, ["container", "create", "web", "--id", "a1", "--db", sqlite_url])
+    runner.invoke(app, ["pool", "allocate", "web", "--db", sqlite_url])  # 10.2.0.3, for the release
+
+    first = runner.invoke(app, [*command, "--request-id", "job-8", "--db", sqlite_url])
+    again = runner.invoke(app, [*command, "--request-id", "job-8", "--db", sqlite_url])
+
+    assert first.exit_code == again.exit_code == 0, again.output
+    assert "already applied" not in first.stdout
+    assert again.stdout.endswith("request job-8 was already applied: this is its recorded result, and nothing was written\n")
