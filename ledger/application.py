@@ -1,17 +1,17 @@
 """The ledger's application service: commands and queries over networks.
 
 Each command runs on the network's aggregate as this process last saw it,
-kept in an in-process cache (a network not in the cache is rebuilt from its
-latest snapshot plus the events after it), and appends the command's events
-in one statement. The cached aggregate is not refreshed before the command:
-if another writer appended to the network since, the append fails on the
-stream's version, the cached aggregate is dropped, and the command is
+kept in an in-process cache, and appends the command's events in one
+statement. A network not in the cache is rebuilt from its latest snapshot
+plus the events after it. The cached aggregate is not refreshed before the
+command. If another writer appended to the network since, the append fails
+on the stream's version, the cached aggregate is dropped, and the command is
 checked again against the network rebuilt from the store. A command refused
 against a cached aggregate is also checked again against a rebuilt one
 before the refusal is raised. A command that fails in any other way drops
 the cached aggregate too, so that events it triggered but never stored
-cannot leak into the next command. Queries bring the cached aggregate up to date with
-the events stored after its version before they read it.
+cannot leak into the next command. Queries bring the cached aggregate up to
+date with the events stored after its version before they read it.
 
 Container create and destroy and pool allocate and release are idempotent
 by request id: a command whose request id the network has recorded

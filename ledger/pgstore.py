@@ -10,9 +10,9 @@ read up to 11 never reads 10. The read models here track one position each,
 so they rely on that order.
 
 ``OrderedInsertRecorder`` keeps the function and puts the lock back: its
-function takes the table lock before it inserts, and is installed under a
-name of its own so that it never replaces the library's function, which
-other applications on the same database may use.
+function takes the table lock before it inserts. It is installed under a
+name of its own, so it never replaces the library's function, which other
+applications on the same database may use.
 """
 
 from __future__ import annotations

@@ -7,26 +7,14 @@ about moments just before, at, between and after them.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Optional
 
 import pytest
-from typer.testing import CliRunner
 
 from cli.main import app
+from tests.cli_support import run, run_json, runner
 
-runner = CliRunner()
-
-
-def run(db_url: str, *args: str) -> Any:
-    result = runner.invoke(app, [*args, "--db", db_url])
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
-def run_json(db_url: str, *args: str) -> Any:
-    return json.loads(run(db_url, *args, "--json").stdout)
 
 
 def shifted(time: str, microseconds: int) -> str:

@@ -11,22 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner
 
 from cli.main import app
+from tests.cli_support import run, run_json, runner
 
-runner = CliRunner()
 REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def run(db_url: str, *args: str) -> Any:
-    result = runner.invoke(app, [*args, "--db", db_url])
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
-def run_json(db_url: str, *args: str) -> Any:
-    return json.loads(run(db_url, *args, "--json").stdout)
 
 
 def small_history(db_url: str) -> None:

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from typer.testing import CliRunner
-
 from cli.main import app
+from tests.cli_support import run, run_json, runner
 
-runner = CliRunner()
 IPV6_64_POOL = 2**64 - 1  # fd00::/64 without its Subnet-Router anycast address fd00::
-
-
-def run(db_url: str, *args: str) -> Any:
-    result = runner.invoke(app, [*args, "--db", db_url])
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
-def run_json(db_url: str, *args: str) -> Any:
-    return json.loads(run(db_url, *args, "--json").stdout)
 
 
 def mixed_history(db_url: str) -> None:
