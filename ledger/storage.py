@@ -38,12 +38,11 @@ POSTGRES_OPTIONS = {
 # threads (a projection follower's subscription). The library's default of
 # 5 + 10 would open 5 connections for every CLI command.
 POSTGRES_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4", "POSTGRES_PRE_PING": "n"}
-# Append a command's events in one statement that keeps notification ids in
-# commit order (see ledger.pgstore).
-POSTGRES_INSERT = {
-    "APPLICATION_RECORDER_TOPIC": "ledger.pgstore:OrderedInsertRecorder",
-    "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
-}
+# The library's PostgreSQL factory with the ledger's recorders: one
+# statement per command that keeps notification ids in commit order, and
+# binary parameters (see ledger.pgstore).
+POSTGRES_MODULE = "ledger.pgstore:LedgerPostgresFactory"
+SQLITE_MODULE = "eventsourcing.sqlite"
 
 
 def default_url() -> str:
@@ -107,7 +106,7 @@ def _sqlite_environment(url: str, netloc: str, path: str, create: bool, create_d
             raise InvalidInput(f"invalid database URL {redact(url)}: {file_path} is a directory, not a file")
         _check_sqlite_file(url, file_path, create, create_directory)
         dbname = str(file_path)
-    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": dbname}
+    return {"PERSISTENCE_MODULE": SQLITE_MODULE, "SQLITE_DBNAME": dbname}
 
 
 def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory: bool) -> None:
@@ -141,7 +140,7 @@ def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no
     if not dbname or "/" in dbname:
         raise InvalidInput(f"invalid database URL {safe}: name one database, as in postgresql://HOST/DBNAME")
     env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": POSTGRES_MODULE,
         "POSTGRES_DBNAME": dbname,
         "POSTGRES_HOST": parts.hostname or "localhost",
         "POSTGRES_PORT": str(port or 5432),
@@ -149,7 +148,6 @@ def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "5",
         **POSTGRES_POOL,
-        **POSTGRES_INSERT,
     }
     for key, values in parse_qs(parts.query).items():
         if key not in POSTGRES_OPTIONS:
@@ -182,7 +180,7 @@ def diagnose(env: dict[str, str]) -> str | None:
     connection after N sec"; one direct attempt names it (refused, wrong
     password, no such database). The password never appears in the result.
     """
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+    if env.get("PERSISTENCE_MODULE") != POSTGRES_MODULE:
         return None
     import psycopg
 

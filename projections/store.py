@@ -31,12 +31,12 @@ APPLICATION_NAME = "netledger"
 
 T = TypeVar("T")
 
-# The adapter for each eventsourcing persistence module, and so for each URL
-# scheme, because ledger.storage maps schemes to modules. The values are
+# The adapter for the module of each infrastructure factory the ledger uses,
+# and so for each URL scheme, because ledger.storage maps schemes to factories. The values are
 # topics, not classes, so that a SQLite user never imports the PostgreSQL driver.
 ADAPTER_TOPICS = {
     "eventsourcing.sqlite": "projections.sqlite_store:SQLiteViewStore",
-    "eventsourcing.postgres": "projections.postgres_store:PostgresViewStore",
+    "ledger.pgstore": "projections.postgres_store:PostgresViewStore",
 }
 
 
