@@ -240,14 +240,26 @@ class Ledger(Application):
         with self._command_lock:
             return self._run_unlocked(network_name, command, retry)
 
-    def _is_cached(self, network_name: str) -> bool:
-        if self.repository.cache is None:
-            return False
-        try:
-            self.repository.cache.get(network_id(network_name))
-        except KeyError:
-            return False
-        return True
+    def _command_network(self, network_name: str) -> tuple[Network, bool]:
+        """Return the network a command runs on, and whether it was rebuilt from the store (not cached)."""
+        if self.repository.cache is not None:
+            with suppress(KeyError):
+                return self.repository.cache.get(network_id(network_name)), False
+        return self._cached_network(network_name), True
+
+    def _append(self, network: Network) -> None:
+        """Store a network's pending events and take a snapshot when one is due.
+
+        This is the library's ``save`` for one aggregate, without its checks
+        of what kind of object each argument is, which took about 8% of a
+        command's Python time in a profile.
+        """
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        processing_event.events.extend(network.collect_events())
+        processing_event.aggregates[network.id] = network
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
 
     def _forget(self, network: Network) -> None:
         """Drop a network's cached aggregate, so that the next command rebuilds it from the store."""
@@ -261,9 +273,8 @@ class Ledger(Application):
         rebuilt = self.repository.cache is None
         while True:
             attempt += 1
-            if not rebuilt:
-                rebuilt = not self._is_cached(network_name)
-            network = self._cached_network(network_name)
+            network, loaded = self._command_network(network_name)
+            rebuilt = rebuilt or loaded
             try:
                 earlier = _recorded(network, retry)
                 self.last_command_replayed = earlier is not None
@@ -272,7 +283,7 @@ class Ledger(Application):
                 result = command(network)
                 if not network.pending_events:
                     return result
-                self.save(network)
+                self._append(network)
             except errors.Refused:
                 self._forget(network)
                 if rebuilt:

@@ -151,7 +151,7 @@ def test_racing_retry_returns_winner_result(
     db_url: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rival = Ledger(env=environment_for(db_url))
-    load = ledger._cached_network
+    load = ledger._command_network
     raced = []
 
     def load_then_lose_the_race(name: str) -> Any:
@@ -160,7 +160,7 @@ def test_racing_retry_returns_winner_result(
             raced.append(rival.create_container("web", context("r1"), "a1"))
         return loaded
 
-    monkeypatch.setattr(ledger, "_cached_network", load_then_lose_the_race)
+    monkeypatch.setattr(ledger, "_command_network", load_then_lose_the_race)
     result = ledger.create_container("web", context("r1"), "a1")
     rival.close()
 

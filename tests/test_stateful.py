@@ -75,10 +75,10 @@ class RecordingLedger(Ledger):
     name = "netledger"
     last_network: Network | None = None
 
-    def _cached_network(self, name: str) -> Network:
-        network = super()._cached_network(name)
+    def _command_network(self, name: str) -> tuple[Network, bool]:
+        network, loaded = super()._command_network(name)
         self.last_network = network
-        return network
+        return network, loaded
 
 
 def memory_env() -> dict[str, str]:
