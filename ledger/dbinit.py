@@ -142,9 +142,9 @@ def _protect_postgres(datastore: Any, table: str, writer_role: str | None) -> In
 def _writer_grants(schema_name: str, table: str, role: str) -> list[Any]:
     """Return the statements that let ``role`` append and read, and nothing more.
 
-    The library takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` before each append,
-    which PostgreSQL allows only with UPDATE, DELETE or TRUNCATE privilege, so
-    the role gets UPDATE and the row trigger rejects every UPDATE it issues.
+    The ledger's append takes an advisory lock, not the table lock of the
+    library's default path (``ledger.pgstore``), so the role needs no UPDATE
+    privilege. Roles set up by earlier versions had it, so it is revoked.
     """
     from psycopg import sql
 
@@ -160,9 +160,9 @@ def _writer_grants(schema_name: str, table: str, role: str) -> list[Any]:
     texts = [
         "DO $do$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $do$",
         "GRANT USAGE ON SCHEMA {schema} TO {role}",
-        "GRANT SELECT, INSERT, UPDATE ON {schema}.{table} TO {role}",
+        "GRANT SELECT, INSERT ON {schema}.{table} TO {role}",
         "GRANT SELECT, INSERT ON {schema}.{snapshots} TO {role}",
         "GRANT USAGE ON SEQUENCE {schema}.{sequence} TO {role}",
-        "REVOKE DELETE, TRUNCATE ON {schema}.{table} FROM {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.{table} FROM {role}",
     ]
     return [sql.SQL(text).format(**names) for text in texts]

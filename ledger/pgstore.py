@@ -2,17 +2,25 @@
 
 Events. The library can append a command's events through a database
 function, one statement in one implicit transaction, which is much faster
-than its default path (a transaction with a table lock, a notification and
-the inserts). Its function leaves out the table lock, though, and that lock
-is what makes notification ids commit in order. Without it, a writer that
-drew id 11 can commit before the one that drew id 10, and a read model that
-has read up to 11 never reads 10. The read models here track one position
-each, so they rely on that order. ``OrderedInsertRecorder`` keeps the one
-round trip and puts the lock back: its function takes the table lock before
-it inserts. It sends no notification, as the library's does: the read models
-poll the log, and a notification takes one more lock at every commit. The
-function has a name of its own, so it never replaces the library's, which
-other applications on the same database may use.
+than its default path (a transaction with a table lock and the inserts).
+Both paths draw notification ids from a sequence, so a writer that drew id
+11 can commit before one that drew id 10. A read model that has read up to
+11 would then never read 10, and the read models here track one position
+each. The library's default path prevents that: it holds the table's lock
+until commit, so appends run one at a time. Its function takes no lock.
+
+``OrderedInsertRecorder`` appends through a function of its own that takes
+an advisory lock in shared mode instead, so appends run side by side. A
+reader asks for the high-water mark: a function that takes the same lock in
+exclusive mode, which waits for the appends in progress to end and holds
+new ones back, then reads the highest id. Every lower id that will ever be
+stored is stored by then, so a reader that reads no further than the mark
+skips nothing. Four writers on four networks ran 1.3 times as fast as one
+with the table lock, 1.7 times with the shared lock. The function sends no
+notification, as the library's does: the read models poll the log, and a
+notification takes one more lock at every commit. It has a name of its own,
+so it never replaces the library's, which other applications on the same
+database may use.
 
 Parameters. The library passes events as an array of a composite type,
 which psycopg sends as text, escaping every byte of every state. Both
@@ -31,6 +39,7 @@ is deleted.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,11 +50,31 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 
 INSERT_FUNCTION_PREFIX = "netledger_append_events_"
+HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
+# The first key of the advisory lock that appends share (the letters "nldg").
+LOCK_CLASS = SQL(str(0x6E6C6467))
+# Seconds a reader waits for the appends in progress before it fails.
+HIGH_WATER_MARK_TIMEOUT = 10
+
+
+def appenders_lock_key(schema: str, table: str) -> SQL:
+    """Return the second key of the appenders' advisory lock: a signed 32-bit hash of the table's name.
+
+    The key is computed here, not from the table's OID, so that it cannot
+    change under a running session.
+    """
+    value = zlib.crc32(f"{schema}.{table}".encode()) - 2**31
+    return SQL(str(value))
 
 
 def unnest_columns(id_type: str) -> Composed:
     """Return the SQL that unnests the four column arrays, each sent in binary (%b)."""
     return SQL("unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])").format(id_type=SQL(id_type))
+
+
+def set_lock_timeout(seconds: int) -> SQL:
+    """Return the statement that bounds the transaction's lock waits; for 0, nothing, which keeps the session's setting."""
+    return SQL("SET LOCAL lock_timeout = '{}s'; ".format(int(seconds))) if seconds else SQL("")
 
 
 def columns_of(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
@@ -59,24 +88,28 @@ def columns_of(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[in
 
 
 class OrderedInsertRecorder(PostgresApplicationRecorder):
-    """Append events through a database function that locks the events table first."""
+    """Append events in one statement, and tell readers how far the log is complete."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         id_type = self.datastore.originator_id_type
-        self.pg_function_name_insert_events = INSERT_FUNCTION_PREFIX + id_type
         schema = Identifier(self.datastore.schema)
-        function = Identifier(self.pg_function_name_insert_events)
+        table = Identifier(self.events_table_name)
+        self.pg_function_name_insert_events = INSERT_FUNCTION_PREFIX + id_type
+        self.high_water_mark_function = HIGH_WATER_MARK_PREFIX + id_type
+        append = Identifier(self.pg_function_name_insert_events)
+        high_water_mark = Identifier(self.high_water_mark_function)
+        lock_key = SQL("{}, {}").format(LOCK_CLASS, appenders_lock_key(self.datastore.schema, self.events_table_name))
         self.sql_invoke_pg_function_insert_events = SQL(
-            "SELECT * FROM {schema}.{function}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
-        ).format(schema=schema, function=function, id_type=SQL(id_type))
+            "SELECT * FROM {schema}.{append}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
+        ).format(schema=schema, append=append, id_type=SQL(id_type))
         self.sql_create_statements[self.create_insert_function_statement_index] = SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{function}"
+            "CREATE OR REPLACE FUNCTION {schema}.{append}"
             "(ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
             "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ "
             "BEGIN "
-            "SET LOCAL lock_timeout = '{lock_timeout}s'; "
-            "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "{set_lock_timeout}"
+            "PERFORM pg_advisory_xact_lock_shared({lock_key}); "
             "RETURN QUERY "
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(ids, versions, topics, states) "
@@ -84,10 +117,33 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
             "END $body$"
         ).format(
             schema=schema,
-            function=function,
+            append=append,
             id_type=SQL(id_type),
-            lock_timeout=self.datastore.lock_timeout,
-            table=Identifier(self.events_table_name),
+            set_lock_timeout=set_lock_timeout(self.datastore.lock_timeout),
+            lock_key=lock_key,
+            table=table,
+        )
+        # In READ COMMITTED (the default), each statement of a plpgsql function
+        # reads a new snapshot, so the maximum is read after every earlier append has ended.
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{high_water_mark}() "
+                "RETURNS bigint LANGUAGE plpgsql AS $body$ "
+                "BEGIN "
+                "{set_lock_timeout}"
+                "PERFORM pg_advisory_xact_lock({lock_key}); "
+                "RETURN (SELECT max(notification_id) FROM {schema}.{table}); "
+                "END $body$"
+            ).format(
+                schema=schema,
+                high_water_mark=high_water_mark,
+                set_lock_timeout=set_lock_timeout(HIGH_WATER_MARK_TIMEOUT),
+                lock_key=lock_key,
+                table=table,
+            )
+        )
+        self.sql_high_water_mark = SQL("SELECT {schema}.{high_water_mark}() AS head").format(
+            schema=schema, high_water_mark=high_water_mark
         )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -96,6 +152,19 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(self.sql_invoke_pg_function_insert_events, columns_of(stored_events), prepare=True)
             return [row[self.pg_function_name_insert_events] for row in cursor.fetchall()]
+
+    def high_water_mark(self) -> int:
+        """Return the notification id up to which the log is complete (0 for an empty log).
+
+        Every event with this id or a lower one is stored now or will never
+        be: appends that had begun have ended, and appends that begin later
+        draw higher ids. The call waits for the appends in progress, and
+        holds back new ones for as long.
+        """
+        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(self.sql_high_water_mark, prepare=True)
+            row = cursor.fetchone()
+        return 0 if row is None or row["head"] is None else int(row["head"])
 
 
 class SnapshotRecorder(PostgresAggregateRecorder):

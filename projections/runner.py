@@ -81,7 +81,16 @@ class ReadModels:
             self.models[model_class.name] = model_class(view=store)
 
     def head(self) -> int:
-        """Return the notification id of the last stored event (0 for none)."""
+        """Return the notification id up to which the log is complete (0 for an empty log).
+
+        On PostgreSQL, appends run side by side, so an event can be stored
+        after one with a higher id: the head is the recorder's high-water
+        mark (``ledger.pgstore``). SQLite runs one write transaction at a time,
+        so its highest id is complete.
+        """
+        high_water_mark = getattr(self.ledger.recorder, "high_water_mark", None)
+        if high_water_mark is not None:
+            return int(high_water_mark())
         return self.ledger.recorder.max_notification_id() or 0
 
     def status(self) -> list[ReadModelStatus]:

@@ -1,0 +1,112 @@
+"""Read models never pass an event that commits after one with a higher id.
+
+On PostgreSQL, appends run side by side (``ledger.pgstore``), so an append
+that drew a lower notification id can commit after one that drew a higher
+id. These tests keep one append's transaction open, let a later append
+commit, and check that catching up waits for the open one instead of
+moving past its ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledger.addresses import parse_range
+from ledger.aggregate import CommandContext
+from ledger.application import Ledger
+from ledger.pgstore import columns_of
+from ledger.storage import environment_for
+from projections.compare import compare_stored
+from projections.runner import ReadModels
+
+pytestmark = pytest.mark.postgres
+
+CREATE_EVENTS = 3
+
+
+def context(request_id: str) -> CommandContext:
+    return CommandContext(actor="log-order-test", request_id=request_id)
+
+
+def reader_waits_for_appends(url: str) -> bool:
+    """Return whether a session is waiting for the appenders' advisory lock."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+def wait_for(condition: Any, description: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {description}"
+        time.sleep(0.02)
+
+
+def open_append(ledger: Ledger, url: str, network: str, container_id: str) -> psycopg.Connection[Any]:
+    """Append a container create's events to ``network`` in a transaction left open; return its connection."""
+    aggregate = ledger.network(network)
+    aggregate.create_from_pool(container_id, context(container_id))
+    stored = [ledger.mapper.to_stored_event(event) for event in aggregate.collect_events()]
+    connection = psycopg.connect(url)
+    connection.execute(ledger.recorder.sql_invoke_pg_function_insert_events, columns_of(stored)).fetchall()
+    return connection
+
+
+def test_catch_up_waits_for_open_append(postgres_url: str) -> None:
+    ledger = Ledger(env=environment_for(postgres_url))
+    rival = Ledger(env=environment_for(postgres_url))
+    ledger.create_network("early", [parse_range("10.1.0.0/24")], [], "lowest", context("early"))
+    ledger.create_network("late", [parse_range("10.2.0.0/24")], [], "lowest", context("late"))
+    models = ReadModels(ledger)
+    models.catch_up()
+
+    open_transaction = open_append(rival, postgres_url, "early", "held")
+    ledger.create_container("late", context("after"), "after")
+    # The later append is visible and has the highest id. The open one is not visible.
+    assert ledger.recorder.max_notification_id() == 2 + 2 * CREATE_EVENTS
+
+    applied: dict[str, int] = {}
+    catching_up = threading.Thread(target=lambda: applied.update(models.catch_up()))
+    catching_up.start()
+    wait_for(
+        lambda: reader_waits_for_appends(postgres_url) or not catching_up.is_alive(),
+        "catch-up to wait for the open append or to end",
+    )
+    assert catching_up.is_alive(), f"catching up ended without the open append: {applied}"
+
+    open_transaction.commit()
+    open_transaction.close()
+    catching_up.join(timeout=60)
+    assert not catching_up.is_alive()
+
+    assert applied == dict.fromkeys(models.models, 2 * CREATE_EVENTS)
+    assert models.catch_up() == dict.fromkeys(models.models, 0)
+    assert compare_stored(models) is None
+    rival.close()
+    ledger.close()
+
+
+def test_catch_up_passes_rolled_back_ids(postgres_url: str) -> None:
+    ledger = Ledger(env=environment_for(postgres_url))
+    rival = Ledger(env=environment_for(postgres_url))
+    ledger.create_network("early", [parse_range("10.1.0.0/24")], [], "lowest", context("early"))
+    models = ReadModels(ledger)
+
+    open_transaction = open_append(rival, postgres_url, "early", "rolled-back")
+    open_transaction.rollback()
+    open_transaction.close()
+    ledger.create_container("early", context("kept"), "kept")
+
+    # The rolled-back append drew ids 2 to 4 and left them unused.
+    assert models.head() == 1 + 2 * CREATE_EVENTS
+    assert models.catch_up() == dict.fromkeys(models.models, 1 + CREATE_EVENTS)
+    assert compare_stored(models) is None
+    rival.close()
+    ledger.close()
