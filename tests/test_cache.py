@@ -13,6 +13,7 @@ import pytest
 from ledger import errors
 from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext, Network
+from ledger import application
 from ledger.application import Ledger
 from ledger.storage import environment_for
 from tests.reliability_support import replay_checking_invariants, stored_events
@@ -100,3 +101,27 @@ def test_failed_command_leaves_no_events(
     assert "b" not in first.network("web").net.containers
     final = replay_checking_invariants(stored_events(db_url))["web"].net
     assert sorted(final.containers) == ["a", "c"]
+
+
+def test_contended_network_read_before_commands(
+    db_url: str, pair: tuple[Ledger, Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = pair
+    second.create_container("web", context("s0"), "s0")  # second now caches the network
+    for n in range(3):
+        first.create_container("web", context(f"fc{n}"), f"f{n}")
+        first.destroy_container("web", f"f{n}", context(f"fd{n}"))
+        second.create_container("web", context(f"sc{n}"), f"s{n + 1}")
+        second.destroy_container("web", f"s{n + 1}", context(f"sd{n}"))
+
+    # One collision marks the network as contended for second, which then
+    # reads the new events before each command and collides no more.
+    assert second.conflict_retries == 1
+    # Past the window, second runs on its cached network again and collides.
+    monkeypatch.setattr(application, "CONTENDED_SECONDS", 0.0)
+    second._contended_until.clear()
+    first.create_container("web", context("x"), "x")
+    second.create_container("web", context("y"), "y")
+    assert second.conflict_retries == 2
+    final = replay_checking_invariants(stored_events(db_url))["web"].net
+    assert sorted(final.containers) == ["s0", "x", "y"]
