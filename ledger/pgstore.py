@@ -40,14 +40,17 @@ is deleted.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.errors import StorageError
 
 INSERT_FUNCTION_PREFIX = "netledger_append_events_"
 HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
@@ -75,6 +78,25 @@ def unnest_columns(id_type: str) -> Composed:
 def set_lock_timeout(seconds: int) -> SQL:
     """Return the statement that bounds the transaction's lock waits; for 0, nothing, which keeps the session's setting."""
     return SQL("SET LOCAL lock_timeout = '{}s'; ".format(int(seconds))) if seconds else SQL("")
+
+
+@contextmanager
+def missing_function_explained(function: str) -> Iterator[None]:
+    """Turn the server's "function does not exist" for one of the ledger's functions into advice.
+
+    A database set up by an earlier version lacks the functions of this one.
+    A store opened with table creation on installs them; one opened with
+    ``create_tables=no`` cannot.
+    """
+    try:
+        yield
+    except ProgrammingError as error:
+        if function in str(error) and "does not exist" in str(error):
+            raise StorageError(
+                f"the database has no function {function}, which this version of netledger appends and reads "
+                "through; run 'netledger db init' as the owner of the tables to install it"
+            ) from None
+        raise
 
 
 def columns_of(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
@@ -149,9 +171,10 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Append the events in one statement and return their notification ids."""
-        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
-            cursor.execute(self.sql_invoke_pg_function_insert_events, columns_of(stored_events), prepare=True)
-            return [row[self.pg_function_name_insert_events] for row in cursor.fetchall()]
+        with missing_function_explained(self.pg_function_name_insert_events):
+            with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+                cursor.execute(self.sql_invoke_pg_function_insert_events, columns_of(stored_events), prepare=True)
+                return [row[self.pg_function_name_insert_events] for row in cursor.fetchall()]
 
     def high_water_mark(self) -> int:
         """Return the notification id up to which the log is complete (0 for an empty log).
@@ -161,9 +184,10 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         draw higher ids. The call waits for the appends in progress, and
         holds back new ones for as long.
         """
-        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
-            cursor.execute(self.sql_high_water_mark, prepare=True)
-            row = cursor.fetchone()
+        with missing_function_explained(self.high_water_mark_function):
+            with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+                cursor.execute(self.sql_high_water_mark, prepare=True)
+                row = cursor.fetchone()
         return 0 if row is None or row["head"] is None else int(row["head"])
 
 

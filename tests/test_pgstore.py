@@ -1,10 +1,11 @@
-"""Read models never pass an event that commits after one with a higher id.
+"""The PostgreSQL recorder: read models never pass an event still being written.
 
 On PostgreSQL, appends run side by side (``ledger.pgstore``), so an append
 that drew a lower notification id can commit after one that drew a higher
 id. These tests keep one append's transaction open, let a later append
 commit, and check that catching up waits for the open one instead of
-moving past its ids.
+moving past its ids. The last test covers a database that lacks the
+ledger's functions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
+from ledger.errors import StorageError
 from ledger.pgstore import columns_of
 from ledger.storage import environment_for
 from projections.compare import compare_stored
@@ -110,3 +112,27 @@ def test_catch_up_passes_rolled_back_ids(postgres_url: str) -> None:
     assert compare_stored(models) is None
     rival.close()
     ledger.close()
+
+
+def test_missing_function_says_run_db_init(postgres_url: str) -> None:
+    ledger = Ledger(env=environment_for(postgres_url))
+    ledger.create_network("web", [parse_range("10.1.0.0/24")], [], "lowest", context("web"))
+    ledger.close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP FUNCTION netledger_append_events_uuid(uuid[], bigint[], text[], bytea[])")
+    without_create = Ledger(env=environment_for(postgres_url + "?create_tables=no"))
+
+    with pytest.raises(StorageError) as missing:
+        without_create.create_container("web", context("a1"), "a1")
+    without_create.close()
+
+    assert "no function netledger_append_events_uuid" in str(missing.value)
+    assert "run 'netledger db init'" in str(missing.value)
+    assert stored_event_count(postgres_url) == 1
+
+
+def stored_event_count(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute("SELECT count(*) FROM netledger_events").fetchone()
+    assert row is not None
+    return int(row[0])
