@@ -30,9 +30,8 @@ MULTI_TARGET = Target(">=", 1.5)
 SAME_KEY = "same_network_scaling"
 SAME_TARGET = Target(">=", 0.7)
 WRITERS = 4
-# Writers open their ledgers on tables the parent created. Several ledgers
-# starting at once on PostgreSQL with table creation on fail with "tuple
-# concurrently updated" (CREATE OR REPLACE FUNCTION racing in the catalog).
+# Writers open their ledgers on tables the parent created, so that their
+# start runs no create statements.
 WRITER_SETTINGS = {"CREATE_TABLE": "no"}
 READY_TIMEOUT = 60.0
 

@@ -39,16 +39,25 @@ is deleted.
 
 from __future__ import annotations
 
+import random
+import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from ledger.errors import StorageError
 
@@ -58,6 +67,8 @@ HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
 LOCK_CLASS = SQL(str(0x6E6C6467))
 # Seconds a reader waits for the appends in progress before it fails.
 HIGH_WATER_MARK_TIMEOUT = 10
+# Tries at creating the tables and functions while other processes create them too.
+CREATE_ATTEMPTS = 5
 
 
 def appenders_lock_key(schema: str, table: str) -> SQL:
@@ -99,6 +110,52 @@ def missing_function_explained(function: str) -> Iterator[None]:
         raise
 
 
+def create_racing_others(create: Callable[[], None]) -> None:
+    """Run a recorder's create statements, again after a clash with another process creating the same objects.
+
+    On a new database, processes that open the store at once all create the
+    tables and functions. The server then fails all but one with a unique
+    violation in its catalog or "tuple concurrently updated"; by the next
+    attempt the objects exist.
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            create()
+            return
+        except (IntegrityError, InternalError):
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0, 0.05 * attempt))
+
+
+def create_function_once(schema: str, name: str, arguments: Composable, returns: Composable, body: Composable) -> Composed:
+    """Return a statement that creates a plpgsql function unless one of that name already has this body.
+
+    Every open of the store runs its create statements. CREATE OR REPLACE
+    rewrites the function's catalog row even when nothing changed, and two
+    processes doing that at once fail with "tuple concurrently updated", so
+    parallel commands (CNI calls, say) failed now and then.
+    """
+    text = body.as_string(None)
+    return SQL(
+        "DO $do$ BEGIN "
+        "IF NOT EXISTS (SELECT 1 FROM pg_proc JOIN pg_namespace ON pg_namespace.oid = pg_proc.pronamespace "
+        "WHERE nspname = {schema_text} AND proname = {name_text} AND prosrc = {body_text}) THEN "
+        "CREATE OR REPLACE FUNCTION {schema}.{name}({arguments}) RETURNS {returns} LANGUAGE plpgsql "
+        "AS $body${body}$body$; "
+        "END IF; END $do$"
+    ).format(
+        schema_text=Literal(schema),
+        name_text=Literal(name),
+        body_text=Literal(text),
+        schema=Identifier(schema),
+        name=Identifier(name),
+        arguments=arguments,
+        returns=returns,
+        body=SQL(text),
+    )
+
+
 def columns_of(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
     """Return the events' ids, versions, topics and states, one list each."""
     return (
@@ -125,48 +182,52 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         self.sql_invoke_pg_function_insert_events = SQL(
             "SELECT * FROM {schema}.{append}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
         ).format(schema=schema, append=append, id_type=SQL(id_type))
-        self.sql_create_statements[self.create_insert_function_statement_index] = SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{append}"
-            "(ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
-            "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ "
+        qualified_table = SQL("{}.{}").format(schema, table)
+        append_body = SQL(
             "BEGIN "
             "{set_lock_timeout}"
             "PERFORM pg_advisory_xact_lock_shared({lock_key}); "
             "RETURN QUERY "
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "INSERT INTO {table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(ids, versions, topics, states) "
             "RETURNING notification_id; "
-            "END $body$"
+            "END"
         ).format(
-            schema=schema,
-            append=append,
-            id_type=SQL(id_type),
             set_lock_timeout=set_lock_timeout(self.datastore.lock_timeout),
             lock_key=lock_key,
-            table=table,
+            table=qualified_table,
+        )
+        self.sql_create_statements[self.create_insert_function_statement_index] = create_function_once(
+            self.datastore.schema,
+            self.pg_function_name_insert_events,
+            SQL("ids {id_type}[], versions bigint[], topics text[], states bytea[]").format(id_type=SQL(id_type)),
+            SQL("SETOF bigint"),
+            append_body,
         )
         # In READ COMMITTED (the default), each statement of a plpgsql function
         # reads a new snapshot, so the maximum is read after every earlier append has ended.
+        high_water_mark_body = SQL(
+            "BEGIN "
+            "{set_lock_timeout}"
+            "PERFORM pg_advisory_xact_lock({lock_key}); "
+            "RETURN (SELECT max(notification_id) FROM {table}); "
+            "END"
+        ).format(
+            set_lock_timeout=set_lock_timeout(HIGH_WATER_MARK_TIMEOUT),
+            lock_key=lock_key,
+            table=qualified_table,
+        )
         self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{high_water_mark}() "
-                "RETURNS bigint LANGUAGE plpgsql AS $body$ "
-                "BEGIN "
-                "{set_lock_timeout}"
-                "PERFORM pg_advisory_xact_lock({lock_key}); "
-                "RETURN (SELECT max(notification_id) FROM {schema}.{table}); "
-                "END $body$"
-            ).format(
-                schema=schema,
-                high_water_mark=high_water_mark,
-                set_lock_timeout=set_lock_timeout(HIGH_WATER_MARK_TIMEOUT),
-                lock_key=lock_key,
-                table=table,
+            create_function_once(
+                self.datastore.schema, self.high_water_mark_function, SQL(""), SQL("bigint"), high_water_mark_body
             )
         )
         self.sql_high_water_mark = SQL("SELECT {schema}.{high_water_mark}() AS head").format(
             schema=schema, high_water_mark=high_water_mark
         )
+
+    def create_table(self) -> None:
+        create_racing_others(super().create_table)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -219,6 +280,9 @@ class SnapshotRecorder(PostgresAggregateRecorder):
                 table=Identifier(table),
             )
         )
+
+    def create_table(self) -> None:
+        create_racing_others(super().create_table)
 
     def _insert_stored_events(self, curs: Cursor[Any], stored_events: Sequence[StoredEvent], **_: Any) -> None:
         curs.execute(self.insert_events_statement, columns_of(stored_events))

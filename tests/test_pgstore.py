@@ -4,12 +4,14 @@ On PostgreSQL, appends run side by side (``ledger.pgstore``), so an append
 that drew a lower notification id can commit after one that drew a higher
 id. These tests keep one append's transaction open, let a later append
 commit, and check that catching up waits for the open one instead of
-moving past its ids. The last test covers a database that lacks the
-ledger's functions.
+moving past its ids. The last tests cover a database that lacks the
+ledger's functions, and many processes opening one database at once.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -29,6 +31,9 @@ from projections.runner import ReadModels
 pytestmark = pytest.mark.postgres
 
 CREATE_EVENTS = 3
+# CLI processes opening one new database at once. Before the ledger's
+# functions were created only when missing, 3 to 5 of 16 failed here.
+PARALLEL_COMMANDS = 16
 
 
 def context(request_id: str) -> CommandContext:
@@ -136,3 +141,41 @@ def stored_event_count(url: str) -> int:
         row = connection.execute("SELECT count(*) FROM netledger_events").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def function_row_versions(url: str) -> list[tuple[str, str]]:
+    """Return the name and row version (xmin) of each of the ledger's functions in the catalog."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT proname, xmin::text FROM pg_proc WHERE proname LIKE 'netledger%%' ORDER BY proname"
+        ).fetchall()
+    return [(name, version) for name, version in rows]
+
+
+def test_open_leaves_functions_unchanged(postgres_url: str) -> None:
+    Ledger(env=environment_for(postgres_url)).close()
+    before = function_row_versions(postgres_url)
+
+    Ledger(env=environment_for(postgres_url)).close()
+
+    assert [name for name, _ in before] == ["netledger_append_events_uuid", "netledger_high_water_mark_uuid"]
+    assert function_row_versions(postgres_url) == before
+
+
+def test_parallel_commands_on_new_database(postgres_url: str) -> None:
+    commands = [
+        subprocess.Popen(
+            [sys.executable, "-c", "from cli.main import main; main()", "network", "list", "--db", postgres_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PARALLEL_COMMANDS)
+    ]
+    outcomes = [(command.wait(timeout=120), command.stderr.read() if command.stderr else "") for command in commands]
+    for command in commands:
+        for stream in (command.stdout, command.stderr):
+            if stream is not None:
+                stream.close()
+
+    assert [code for code, _ in outcomes] == [0] * PARALLEL_COMMANDS, [error for _, error in outcomes]
