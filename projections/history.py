@@ -135,8 +135,11 @@ class AddressHistory(ReadModel):
 
     @apply.register
     def _(self, event: AddressesReleased, tracking: Tracking, session: Session) -> None:
-        # Tenancies of a container closed when it was destroyed. This closes
-        # the tenancies of addresses taken by ``pool allocate``.
+        # The ContainerDestroyed just before a container's release closed
+        # its tenancies, and no other holder can have its pool addresses.
+        # This closes the tenancies of addresses taken by ``pool allocate``.
+        if event.container_id is not None:
+            return
         network_id, closing = str(event.originator_id), _closing(event, tracking)
         for address in event.addresses:
             session.execute(
