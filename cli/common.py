@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,7 +74,7 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
 
     from eventsourcing.persistence import MapperDeserialisationError, PersistenceError
 
-    from ledger.errors import LedgerError
+    from ledger.errors import LedgerError, Refused
     from ledger.storage import default_url, redact
 
     explicit_url = db.strip() if db else ""
@@ -85,7 +86,7 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
         finally:
             ledger.close()
     except LedgerError as error:
-        log.info("command refused: %s", error.message)
+        log.info("command %s: %s", "refused" if isinstance(error, Refused) else "failed", error.message)
         fail(error.message, error.exit_code)
     except (PersistenceError, sqlite3.Error) as error:
         fail(f"database {redact(url)} failed: {_storage_reason(url, error)}", 3)
@@ -118,7 +119,24 @@ def _connect(url: str, create: bool, create_directory: bool) -> Ledger:
             f"cannot open database {redact(url)}: {_first_line(error)}; check that --db names a netledger SQLite file"
         ) from None
     except (PersistenceError, OSError) as error:
-        raise StorageError(f"cannot open database {redact(url)}: {_storage_reason(url, error)}") from None
+        reason = _storage_reason(url, error)
+        raise StorageError(f"cannot open database {redact(url)}: {reason}{_open_advice(env, reason)}") from None
+
+
+def _open_advice(env: dict[str, str], reason: str) -> str:
+    """Return what to do about a PostgreSQL store that failed to open, or nothing."""
+    from ledger.storage import POSTGRES_MODULE
+
+    if env.get("PERSISTENCE_MODULE") != POSTGRES_MODULE:
+        return ""
+    if "permission denied" in reason and env.get("CREATE_TABLE", "yes") != "no":
+        return (
+            "; a role that may not create tables adds ?create_tables=no to the URL, "
+            "once the owner has run 'netledger db init'"
+        )
+    if re.search(r'database "[^"]*" does not exist', reason):
+        return "; create it (createdb NAME) or correct the name in the URL"
+    return ""
 
 
 def _storage_reason(url: str, error: BaseException) -> str:

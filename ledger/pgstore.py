@@ -114,16 +114,18 @@ def create_racing_others(create: Callable[[], None]) -> None:
     """Run a recorder's create statements, again after a clash with another process creating the same objects.
 
     On a new database, processes that open the store at once all create the
-    tables and functions. The server then fails all but one with a unique
-    violation in its catalog or "tuple concurrently updated"; by the next
+    tables and functions. The server can then fail all but one with a unique
+    violation in its catalog, "tuple concurrently updated", or "relation ...
+    already exists" (even for CREATE TABLE IF NOT EXISTS). By the next
     attempt the objects exist.
     """
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             create()
             return
-        except (IntegrityError, InternalError):
-            if attempt == CREATE_ATTEMPTS:
+        except (IntegrityError, InternalError, ProgrammingError) as error:
+            raced = not isinstance(error, ProgrammingError) or "already exists" in str(error)
+            if attempt == CREATE_ATTEMPTS or not raced:
                 raise
             time.sleep(random.uniform(0, 0.05 * attempt))
 

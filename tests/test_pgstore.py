@@ -5,7 +5,8 @@ that drew a lower notification id can commit after one that drew a higher
 id. These tests keep one append's transaction open, let a later append
 commit, and check that catching up waits for the open one instead of
 moving past its ids. The last tests cover a database that lacks the
-ledger's functions, and many processes opening one database at once.
+ledger's functions, many processes opening one database at once, and the
+advice given when a database is missing or a role may not create tables.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from cli.main import app
 from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
@@ -34,6 +39,7 @@ CREATE_EVENTS = 3
 # CLI processes opening one new database at once. Before the ledger's
 # functions were created only when missing, 3 to 5 of 16 failed here.
 PARALLEL_COMMANDS = 16
+runner = CliRunner()
 
 
 def context(request_id: str) -> CommandContext:
@@ -179,3 +185,39 @@ def test_parallel_commands_on_new_database(postgres_url: str) -> None:
                 stream.close()
 
     assert [code for code, _ in outcomes] == [0] * PARALLEL_COMMANDS, [error for _, error in outcomes]
+
+
+def test_missing_database_says_create_it(postgres_url: str) -> None:
+    missing_url = postgres_url.rsplit("/", 1)[0] + "/netledger_missing_" + uuid.uuid4().hex[:8]
+
+    result = runner.invoke(app, ["network", "list", "--db", missing_url])
+
+    assert result.exit_code == 3
+    assert "does not exist; create it (createdb NAME) or correct the name in the URL" in result.stderr
+
+
+def test_role_without_create_says_create_tables_no(postgres_url: str) -> None:
+    login = "netledger_test_login_" + uuid.uuid4().hex[:8]
+    writer = "netledger_test_writer_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        connection.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'login-Pa55'")
+    try:
+        assert runner.invoke(app, ["db", "init", "--writer-role", writer, "--db", postgres_url]).exit_code == 0
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"GRANT {writer} TO {login}")
+        parts = urlsplit(postgres_url)
+        as_login = urlunsplit(parts._replace(netloc=f"{login}:login-Pa55@{parts.hostname}:{parts.port or 5432}"))
+
+        without_option = runner.invoke(app, ["network", "list", "--db", as_login])
+        with_option = runner.invoke(app, ["network", "list", "--db", as_login + "?create_tables=no"])
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"DROP OWNED BY {writer}")
+            connection.execute(f"DROP ROLE IF EXISTS {login}")
+            connection.execute(f"DROP ROLE IF EXISTS {writer}")
+
+    assert without_option.exit_code == 3
+    assert "permission denied for schema public" in without_option.stderr
+    assert "adds ?create_tables=no to the URL" in without_option.stderr
+    assert with_option.exit_code == 0, with_option.stderr
