@@ -65,6 +65,8 @@ SNAPSHOT_ITEMS_PER_EVENT = 8
 # eight times in a row about once in 250 commands. A command therefore retries
 # until RETRY_DEADLINE seconds have passed, not a fixed number of times, with
 # jittered exponential backoff capped at MAX_BACKOFF seconds.
+# NOTE: this is not fair. Writers that never pause let the one that has just
+# appended win again: in one 6 s run, four writers ran 6,558, 562, 2 and 2 commands.
 RETRY_DEADLINE = 30.0
 MAX_BACKOFF = 0.2
 
