@@ -30,12 +30,11 @@ def run(ctx: RunContext) -> Result:
     with ledger_on(url) as ledger:
         build_history(ledger, url, HistoryShape(NETWORK, "10.50.0.0/16", 50, events))
         rates, decode_rates, replayed, note = _alternate_rounds(ledger, repeats, ctx.size(60, 20))
-        what = "read-model rebuild"
     replay_rate = statistics.median(rates)
     decode_rate = statistics.median(decode_rates)
     return Result(
         key=KEY,
-        what=f"{what} events/s over reading and decoding the same {replayed:,} events",
+        what=f"read-model rebuild events/s over reading and decoding the same {replayed:,} events",
         target=TARGET,
         ratio=replay_rate / decode_rate,
         values={

@@ -42,8 +42,7 @@ from __future__ import annotations
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -67,7 +66,7 @@ HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
 LOCK_CLASS = SQL(str(0x6E6C6467))
 # Seconds a reader waits for the appends in progress before it fails.
 HIGH_WATER_MARK_TIMEOUT = 10
-# Tries at creating the tables and functions while other processes create them too.
+# Attempts at creating the tables and functions while other processes create them at the same time.
 CREATE_ATTEMPTS = 5
 
 
@@ -81,33 +80,28 @@ def appenders_lock_key(schema: str, table: str) -> SQL:
     return SQL(str(value))
 
 
-def unnest_columns(id_type: str) -> Composed:
-    """Return the SQL that unnests the four column arrays, each sent in binary (%b)."""
-    return SQL("unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])").format(id_type=SQL(id_type))
+def column_parameters(id_type: str) -> Composed:
+    """Return the placeholders of the four column arrays (see ``columns_of``), each sent in binary (%b)."""
+    return SQL("%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]").format(id_type=SQL(id_type))
 
 
 def set_lock_timeout(seconds: int) -> SQL:
-    """Return the statement that bounds the transaction's lock waits; for 0, nothing, which keeps the session's setting."""
+    """Return the statement that bounds the transaction's lock waits, or nothing for 0, which keeps the session's setting."""
     return SQL("SET LOCAL lock_timeout = '{}s'; ".format(int(seconds))) if seconds else SQL("")
 
 
-@contextmanager
-def missing_function_explained(function: str) -> Iterator[None]:
-    """Turn the server's "function does not exist" for one of the ledger's functions into advice.
+def explain_missing_function(error: ProgrammingError, function: str) -> None:
+    """Raise a StorageError that says what to do when ``error`` is the server's "function does not exist" for ``function``.
 
     A database set up by an earlier version lacks the functions of this one.
-    A store opened with table creation on installs them; one opened with
-    ``create_tables=no`` cannot.
+    A store opened with table creation on installs them, but one opened with
+    ``create_tables=no`` cannot. For any other error, return.
     """
-    try:
-        yield
-    except ProgrammingError as error:
-        if function in str(error) and "does not exist" in str(error):
-            raise StorageError(
-                f"the database has no function {function}, which this version of netledger appends and reads "
-                "through; run 'netledger db init' as the owner of the tables to install it"
-            ) from None
-        raise
+    if function in str(error) and "does not exist" in str(error):
+        raise StorageError(
+            f"the database has no function {function}, which this version of netledger appends and reads "
+            "through; run 'netledger db init' as the owner of the tables to install it"
+        ) from None
 
 
 def create_racing_others(create: Callable[[], None]) -> None:
@@ -182,8 +176,8 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         high_water_mark = Identifier(self.high_water_mark_function)
         lock_key = SQL("{}, {}").format(LOCK_CLASS, appenders_lock_key(self.datastore.schema, self.events_table_name))
         self.sql_invoke_pg_function_insert_events = SQL(
-            "SELECT * FROM {schema}.{append}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
-        ).format(schema=schema, append=append, id_type=SQL(id_type))
+            "SELECT * FROM {schema}.{append}({columns})"
+        ).format(schema=schema, append=append, columns=column_parameters(id_type))
         qualified_table = SQL("{}.{}").format(schema, table)
         append_body = SQL(
             "BEGIN "
@@ -234,10 +228,13 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Append the events in one statement and return their notification ids."""
-        with missing_function_explained(self.pg_function_name_insert_events):
+        try:
             with self.datastore.get_connection() as connection, connection.cursor() as cursor:
                 cursor.execute(self.sql_invoke_pg_function_insert_events, columns_of(stored_events), prepare=True)
                 return [row[self.pg_function_name_insert_events] for row in cursor.fetchall()]
+        except ProgrammingError as error:
+            explain_missing_function(error, self.pg_function_name_insert_events)
+            raise
 
     def high_water_mark(self) -> int:
         """Return the notification id up to which the log is complete (0 for an empty log).
@@ -247,10 +244,13 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         draw higher ids. The call waits for the appends in progress, and
         holds back new ones for as long.
         """
-        with missing_function_explained(self.high_water_mark_function):
+        try:
             with self.datastore.get_connection() as connection, connection.cursor() as cursor:
                 cursor.execute(self.sql_high_water_mark, prepare=True)
                 row = cursor.fetchone()
+        except ProgrammingError as error:
+            explain_missing_function(error, self.high_water_mark_function)
+            raise
         return 0 if row is None or row["head"] is None else int(row["head"])
 
 
@@ -262,11 +262,12 @@ class SnapshotRecorder(PostgresAggregateRecorder):
         schema = self.datastore.schema
         table = self.events_table_name
         self.insert_events_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) SELECT * FROM {columns}"
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest({columns})"
         ).format(
             schema=Identifier(schema),
             table=Identifier(table),
-            columns=unnest_columns(self.datastore.originator_id_type),
+            columns=column_parameters(self.datastore.originator_id_type),
         )
         # ALTER TABLE locks the table against readers, so it runs once, not on every open.
         self.sql_create_statements.append(
