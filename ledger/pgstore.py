@@ -59,9 +59,12 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from ledger.errors import StorageError
+from ledger.pgwire import ARRAY_OIDS, BYTEA_OID, INT8, INT8_OID, TEXT_OID, UUID_OID, binary_array, run_prepared
 
 INSERT_FUNCTION_PREFIX = "netledger_append_events_"
 HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
+# The name under which each connection prepares the append.
+APPEND_STATEMENT = b"netledger_append_events"
 # The first key of the advisory lock that appends share (the letters "nldg").
 LOCK_CLASS = SQL(str(0x6E6C6467))
 # Seconds a reader waits for the appends in progress before it fails.
@@ -175,9 +178,11 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         append = Identifier(self.pg_function_name_insert_events)
         high_water_mark = Identifier(self.high_water_mark_function)
         lock_key = SQL("{}, {}").format(LOCK_CLASS, appenders_lock_key(self.datastore.schema, self.events_table_name))
-        self.sql_invoke_pg_function_insert_events = SQL(
-            "SELECT * FROM {schema}.{append}({columns})"
-        ).format(schema=schema, append=append, columns=column_parameters(id_type))
+        self.append_query = (
+            SQL("SELECT * FROM {schema}.{append}($1, $2, $3, $4)").format(schema=schema, append=append).as_bytes(None)
+        )
+        id_oid = UUID_OID if id_type == "uuid" else TEXT_OID
+        self.append_parameter_types = [ARRAY_OIDS[oid] for oid in (id_oid, INT8_OID, TEXT_OID, BYTEA_OID)]
         qualified_table = SQL("{}.{}").format(schema, table)
         append_body = SQL(
             "BEGIN "
@@ -229,12 +234,31 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Append the events in one statement and return their notification ids."""
         try:
-            with self.datastore.get_connection() as connection, connection.cursor() as cursor:
-                cursor.execute(self.sql_invoke_pg_function_insert_events, columns_of(stored_events), prepare=True)
-                return [row[self.pg_function_name_insert_events] for row in cursor.fetchall()]
+            with self.datastore.get_connection() as connection:
+                result = run_prepared(
+                    connection,
+                    APPEND_STATEMENT,
+                    self.append_query,
+                    self.append_parameter_types,
+                    self._binary_columns(stored_events, connection.info.encoding),
+                )
         except ProgrammingError as error:
             explain_missing_function(error, self.pg_function_name_insert_events)
             raise
+        return [INT8.unpack(result.get_value(row, 0))[0] for row in range(result.ntuples)]
+
+    def _binary_columns(self, stored_events: Sequence[StoredEvent], encoding: str) -> list[bytes]:
+        """Return the append's four parameters: the ids, versions, topics and states as binary arrays."""
+        if self.datastore.originator_id_type == "uuid":
+            ids = binary_array(UUID_OID, [event.originator_id.bytes for event in stored_events])
+        else:
+            ids = binary_array(TEXT_OID, [str(event.originator_id).encode(encoding) for event in stored_events])
+        return [
+            ids,
+            binary_array(INT8_OID, [INT8.pack(event.originator_version) for event in stored_events]),
+            binary_array(TEXT_OID, [event.topic.encode(encoding) for event in stored_events]),
+            binary_array(BYTEA_OID, [bytes(event.state) for event in stored_events]),
+        ]
 
     def high_water_mark(self) -> int:
         """Return the notification id up to which the log is complete (0 for an empty log).

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.sql import SQL, Identifier
 import pytest
 from typer.testing import CliRunner
 
@@ -28,7 +29,7 @@ from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
 from ledger.errors import StorageError
-from ledger.pgstore import columns_of
+from ledger.pgstore import column_parameters, columns_of
 from ledger.storage import environment_for
 from projections.compare import compare_stored
 from projections.runner import ReadModels
@@ -67,8 +68,11 @@ def open_append(ledger: Ledger, url: str, network: str, container_id: str) -> ps
     aggregate = ledger.network(network)
     aggregate.create_from_pool(container_id, context(container_id))
     stored = [ledger.mapper.to_stored_event(event) for event in aggregate.collect_events()]
+    append = SQL("SELECT * FROM {function}({columns})").format(
+        function=Identifier(ledger.recorder.pg_function_name_insert_events), columns=column_parameters("uuid")
+    )
     connection = psycopg.connect(url)
-    connection.execute(ledger.recorder.sql_invoke_pg_function_insert_events, columns_of(stored)).fetchall()
+    connection.execute(append, columns_of(stored)).fetchall()
     return connection
 
 

@@ -1,0 +1,142 @@
+"""One prepared statement with binary parameters, run through libpq directly.
+
+psycopg's ``execute`` adapts every parameter in Python: it finds a dumper
+for each list, scans its items, and writes the array. For a command's append
+(four short arrays) that took about 180 microseconds of CPU, more than the
+round trip. The append's parameters have fixed types, so ``binary_array``
+writes them in PostgreSQL's binary array format here, and ``run_prepared``
+hands them to libpq through ``psycopg.pq``, the library's documented libpq
+wrapper. With the rows of the throughput benchmark, on a 2-core machine
+running PostgreSQL 15 beside the client, an append took 557 microseconds
+on average through ``execute`` and 337 this way.
+
+The statement runs on a connection that psycopg opened and the pool lends.
+It is prepared on that connection the first time the server reports it
+missing, so nothing here tracks which connections have it.
+"""
+
+from __future__ import annotations
+
+import select
+import struct
+from collections.abc import Callable, Sequence
+
+import psycopg
+from psycopg import pq
+from psycopg.errors import error_from_result
+
+# Type OIDs from PostgreSQL's pg_type catalog, which are fixed for built-in types.
+UUID_OID = 2950
+TEXT_OID = 25
+INT8_OID = 20
+BYTEA_OID = 17
+ARRAY_OIDS = {UUID_OID: 2951, TEXT_OID: 1009, INT8_OID: 1016, BYTEA_OID: 1001}
+
+BINARY = 1
+# SQLSTATE 26000: the named prepared statement does not exist on this connection.
+INVALID_STATEMENT_NAME = "26000"
+
+_ARRAY_HEADER = struct.Struct("!iiiii")
+_LENGTH = struct.Struct("!i")
+INT8 = struct.Struct("!q")
+
+
+def binary_array(element_oid: int, items: Sequence[bytes]) -> bytes:
+    """Return a one-dimensional array without NULLs in PostgreSQL's binary format.
+
+    ``items`` are the elements, each already in the element type's binary
+    format. The header contains the number of dimensions, a has-NULLs flag, the
+    element type, then the length and lower bound (1) of the one dimension.
+    """
+    parts = [_ARRAY_HEADER.pack(1, 0, element_oid, len(items), 1)]
+    for item in items:
+        parts.append(_LENGTH.pack(len(item)))
+        parts.append(item)
+    return b"".join(parts)
+
+
+def run_prepared(
+    connection: psycopg.Connection,
+    name: bytes,
+    query: bytes,
+    parameter_types: Sequence[int],
+    parameters: Sequence[bytes],
+) -> pq.abc.PGresult:
+    """Run prepared statement ``name`` with binary parameters and return its binary result.
+
+    The statement is prepared from ``query`` when the connection does not
+    have it yet. A server error is raised as psycopg raises it, so callers
+    handle it as they would an error of ``execute``. The connection must be
+    in autocommit mode and idle. If the wait is interrupted, the connection
+    is closed, because a statement may still be running on it.
+    """
+    pgconn = connection.pgconn
+    formats = [BINARY] * len(parameters)
+    try:
+        result = _last_result(pgconn, lambda: pgconn.send_query_prepared(name, parameters, formats, BINARY))
+        if _failed_for_missing_statement(result):
+            prepared = _last_result(pgconn, lambda: pgconn.send_prepare(name, query, parameter_types))
+            _raise_for_error(prepared, connection)
+            result = _last_result(pgconn, lambda: pgconn.send_query_prepared(name, parameters, formats, BINARY))
+    except psycopg.Error:
+        # libpq failed (a lost connection, say); the pool drops a broken connection when it is returned.
+        raise
+    except BaseException:
+        connection.close()
+        raise
+    _raise_for_error(result, connection)
+    return result
+
+
+def _failed_for_missing_statement(result: pq.abc.PGresult) -> bool:
+    if result.status != pq.ExecStatus.FATAL_ERROR:
+        return False
+    state = result.error_field(pq.DiagnosticField.SQLSTATE)
+    return state is not None and state.decode() == INVALID_STATEMENT_NAME
+
+
+def _raise_for_error(result: pq.abc.PGresult, connection: psycopg.Connection) -> None:
+    if result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.NONFATAL_ERROR):
+        raise error_from_result(result, encoding=connection.info.encoding)
+
+
+def _last_result(pgconn: pq.abc.PGconn, send: Callable[[], None]) -> pq.abc.PGresult:
+    """Send one query with ``send``, wait for every result, and return the last one."""
+    send()
+    _flush(pgconn)
+    last = None
+    while True:
+        while pgconn.is_busy():
+            _wait(pgconn.socket, select.POLLIN)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            break
+        last = result
+    if last is None:
+        raise psycopg.OperationalError("the server returned no result")
+    return last
+
+
+def _flush(pgconn: pq.abc.PGconn) -> None:
+    """Send what libpq has buffered; psycopg's connections are non-blocking, so a send may stop short.
+
+    While the socket cannot take more, the server may be sending (a notice,
+    say), and libpq must read that to avoid a deadlock.
+    """
+    while pgconn.flush():
+        ready = _wait(pgconn.socket, select.POLLIN | select.POLLOUT)
+        if ready & select.POLLIN:
+            pgconn.consume_input()
+
+
+def _wait(fd: int, events: int) -> int:
+    poller = select.poll()
+    poller.register(fd, events)
+    ready = 0
+    while not ready:
+        for _, mask in poller.poll():
+            ready |= mask
+    if ready & (select.POLLERR | select.POLLHUP | select.POLLNVAL) and not ready & select.POLLIN:
+        raise psycopg.OperationalError("the connection to the server was lost")
+    return ready
