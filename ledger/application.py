@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 from eventsourcing.utils import get_topic
 
 from ledger import errors
@@ -45,7 +45,7 @@ from ledger.aggregate import CommandContext, Network, NetworkCreated, network_id
 from ledger.model import ContainerNet
 from ledger.pool import POLICIES, NetworkPool
 from ledger.requests import ALLOCATE, CREATE, DESTROY, RELEASE, RequestRecord, release_arguments
-from ledger.transcoding import NetAsDict
+from ledger.transcoding import EventMapper, NetAsDict
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,9 @@ class Ledger(Application):
         self._command_lock = threading.RLock()
         # Until when (time.monotonic()) each network counts as contended.
         self._contended_until: dict[UUID, float] = {}
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=EventMapper)
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)  # type: ignore[arg-type]

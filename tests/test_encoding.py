@@ -1,0 +1,167 @@
+"""The fast JSON paths write exactly the bytes of the library paths they replace.
+
+Digests of stored events were computed over ``json.dumps`` output, and stored
+states were written by the library's JSON transcoder. A byte of difference
+would make ``verify`` report tampering, or store events that earlier versions
+wrote differently.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.addresses import parse_range
+from ledger.aggregate import (
+    AddressesReleased,
+    CommandContext,
+    ContainerCreated,
+    ContainerDestroyed,
+    GatewayAllocated,
+    IpAllocated,
+    Network,
+    NetworkCreated,
+)
+from ledger.application import Ledger
+from ledger.chain import canonical_json
+from ledger.transcoding import EventMapper, NetAsDict
+
+# Text as events hold it: ids, addresses, reasons, any Unicode and control characters included.
+texts = st.text(max_size=30)
+optional_texts = st.none() | texts
+json_scalars = st.none() | st.booleans() | st.integers() | texts
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
+    max_leaves=12,
+)
+timestamps = st.datetimes(timezones=st.just(timezone.utc))
+
+
+def slow_canonical_json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(texts, json_values, max_size=8))
+def test_canonical_json_matches_json_dumps(document: dict[str, Any]) -> None:
+    assert canonical_json(document) == slow_canonical_json(document)
+
+
+def test_canonical_json_beyond_64_bits() -> None:
+    document = {"big": 2**70, "negative": -(2**64)}
+    assert canonical_json(document) == slow_canonical_json(document)
+
+
+def test_canonical_json_escapes_non_ascii() -> None:
+    document = {"reason": "maintenance \u00e9t\u00e9 \U0001f600", "actor": "\u0000\u001f\u007f"}
+    assert canonical_json(document) == slow_canonical_json(document)
+    assert canonical_json(document).isascii()
+
+
+def library_mapper() -> Mapper[Any]:
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), NetAsDict()):
+        transcoder.register(transcoding)
+    return Mapper(transcoder=transcoder)
+
+
+def fast_mapper() -> EventMapper:
+    library = library_mapper()
+    return EventMapper(transcoder=library.transcoder)
+
+
+def context_fields(draw: Any) -> dict[str, Any]:
+    return {"actor": draw(texts), "reason": draw(optional_texts), "request_id": draw(texts), "digest": draw(texts)}
+
+
+@st.composite
+def ledger_events(draw: Any) -> Any:
+    framing = {
+        "originator_id": uuid.uuid4(),
+        "originator_version": draw(st.integers(min_value=2, max_value=2**40)),
+        "timestamp": draw(timestamps),
+        **context_fields(draw),
+    }
+    kind = draw(st.sampled_from(["ip", "gw", "created", "destroyed", "released"]))
+    if kind == "ip":
+        return IpAllocated(ip=draw(texts), container_id=draw(optional_texts), **framing)
+    if kind == "gw":
+        return GatewayAllocated(gw=draw(texts), container_id=draw(optional_texts), **framing)
+    if kind == "created":
+        return ContainerCreated(
+            container_id=draw(texts),
+            ip=draw(texts),
+            subnet=draw(texts),
+            gw=draw(texts),
+            pooled=draw(st.booleans()),
+            ip_requested=draw(st.booleans()),
+            **framing,
+        )
+    if kind == "destroyed":
+        return ContainerDestroyed(container_id=draw(texts), **framing)
+    return AddressesReleased(
+        addresses=draw(st.lists(texts, max_size=3)),
+        ignored=draw(st.dictionaries(texts, texts, max_size=3)),
+        container_id=draw(optional_texts),
+        **framing,
+    )
+
+
+@settings(max_examples=300)
+@given(ledger_events())
+def test_event_mapper_writes_library_bytes(event: Any) -> None:
+    expected = library_mapper().to_stored_event(event)
+    stored = fast_mapper().to_stored_event(event)
+    assert stored.state == expected.state
+    assert stored.topic == expected.topic
+    assert stored.originator_id == expected.originator_id
+    assert stored.originator_version == expected.originator_version
+
+
+@settings(max_examples=100)
+@given(ledger_events())
+def test_event_mapper_round_trip(event: Any) -> None:
+    mapper = fast_mapper()
+    assert mapper.to_domain_event(mapper.to_stored_event(event)) == event
+
+
+@given(st.lists(texts, max_size=3), st.lists(texts, max_size=3), texts, timestamps)
+def test_network_created_library_bytes(pools: list[str], excludes: list[str], actor: str, timestamp: datetime) -> None:
+    event = NetworkCreated(
+        originator_id=uuid.uuid4(),
+        originator_version=1,
+        timestamp=timestamp,
+        originator_topic="ledger.aggregate:Network",
+        name="net",
+        ip_version=4,
+        policy="lowest",
+        pools=pools,
+        excludes=excludes,
+        ranges=[["10.0.0.1", "10.0.0.254"]],
+        actor=actor,
+        reason=None,
+        request_id="r1",
+        digest="d",
+    )
+    assert fast_mapper().to_stored_event(event).state == library_mapper().to_stored_event(event).state
+
+
+def test_snapshot_takes_library_path() -> None:
+    ledger = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    context = CommandContext(actor="encoding-test", request_id="r1")
+    network = ledger.create_network("snap", [parse_range("10.9.0.0/24")], [], "lowest", context)
+    snapshot = Network.Snapshot.take(network)
+
+    stored = ledger.mapper.to_stored_event(snapshot)
+
+    assert isinstance(ledger.mapper, EventMapper)
+    assert stored.state == library_mapper().to_stored_event(snapshot).state
+    restored = ledger.mapper.to_domain_event(stored)
+    assert restored.mutate(None).net.name == "snap"
