@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 from ledger.addresses import IPAddress, IPNetwork, address_from_int
 from ledger.chain import event_digest, payload_of
 from ledger.intervals import IntervalSet
-from ledger.model import ContainerNet, Net
+from ledger.model import ContainerNet, Net, host_network
 from ledger.pool import NetworkPool
 
 NETWORK_ID_NAMESPACE = UUID("6f1f3c52-8a47-4f0e-9b1e-0c5d7f3a9e21")
@@ -116,10 +116,16 @@ class ContainerCreated(LedgerEvent):
     ip_requested: bool = False
 
     def apply(self, aggregate: Network) -> None:
+        ip = _parse(self.ip)
+        if self.subnet == f"{self.ip}/{ip.max_prefixlen}":
+            # The usual case, a pooled container's own address: built from the integer, faster than parsing.
+            subnet = host_network(int(ip), ip.version)
+        else:
+            subnet = ipaddress.ip_network(self.subnet)
         container = ContainerNet(
             container_id=self.container_id,
-            ip=_parse(self.ip),
-            subnet=ipaddress.ip_network(self.subnet),
+            ip=ip,
+            subnet=subnet,
             gw=_parse(self.gw),
             pooled=self.pooled,
         )
