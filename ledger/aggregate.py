@@ -1,8 +1,10 @@
 """The ``Network`` aggregate and its events.
 
 One aggregate is one network: one event stream, rebuilt to check each
-command. Command methods ask ``Net`` (the model) to check preconditions
-first and then trigger events, and each event's ``apply`` changes ``Net``.
+command. A command asks ``Net`` (the model) to check its preconditions and
+returns the events that record it, and each event's ``apply`` changes
+``Net``. The ledger applies a command's events while the database stores
+them; the aggregate's own command methods apply them at once.
 Every event names the actor, an optional reason and the request id, and
 carries the hash-chain digest described in ``ledger.chain``.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -24,6 +26,8 @@ from ledger.model import ContainerNet, Net, host_network
 from ledger.pool import NetworkPool
 
 NETWORK_ID_NAMESPACE = UUID("6f1f3c52-8a47-4f0e-9b1e-0c5d7f3a9e21")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,12 @@ def _parse(text: str) -> IPAddress:
     return ipaddress.ip_address(text)
 
 
+# One event of a command before it is numbered and chained: its class and its payload.
+EventSpec = tuple[type[LedgerEvent], dict[str, Any]]
+# A checked command: its result for the caller and the events that record it.
+Decision = tuple[T, list[LedgerEvent]]
+
+
 class Network(Aggregate):
     """One network's event-sourced state; ``net`` is the model it rebuilds."""
 
@@ -199,86 +209,135 @@ class Network(Aggregate):
         digest = event_digest("", "NetworkCreated", identity, 1, timestamp, fields)
         return cls._create(NetworkCreated, id=identity, timestamp=timestamp, digest=digest, **fields)
 
-    def _emit(self, event_class: type[LedgerEvent], context: CommandContext, **payload: Any) -> None:
-        """Trigger one event, chaining its digest to the previous event of the stream."""
-        fields = {**payload, **context.fields()}
-        timestamp = event_class.create_timestamp()
-        digest = event_digest(
-            self.net.last_digest,
-            event_class.__name__,
-            self.id,
-            self.version + 1,
-            timestamp,
-            payload_of(fields),
-        )
-        self.trigger_event(event_class, timestamp=timestamp, digest=digest, **fields)
+    def new_events(self, context: CommandContext, *specs: EventSpec) -> list[LedgerEvent]:
+        """Build a command's events, numbered and hash-chained after the network's last event, without applying them."""
+        events: list[LedgerEvent] = []
+        previous = self.net.last_digest
+        version = self.version
+        for event_class, payload in specs:
+            version += 1
+            fields = {**payload, **context.fields()}
+            timestamp = event_class.create_timestamp()
+            digest = event_digest(previous, event_class.__name__, self.id, version, timestamp, payload_of(fields))
+            events.append(
+                event_class(
+                    originator_id=self.id, originator_version=version, timestamp=timestamp, digest=digest, **fields
+                )
+            )
+            previous = digest
+        return events
 
-    def create_container(self, container: ContainerNet, context: CommandContext, ip_requested: bool = False) -> None:
-        """Record a container checked by one of ``Net.plan_create_*``."""
-        cid = container.container_id
-        if container.pooled:
-            self._emit(IpAllocated, context, ip=str(container.ip), container_id=cid)
-        self._emit(GatewayAllocated, context, gw=str(container.gw), container_id=cid)
-        self._emit(
-            ContainerCreated,
-            context,
-            container_id=cid,
-            ip=str(container.ip),
-            subnet=str(container.subnet),
-            gw=str(container.gw),
-            pooled=container.pooled,
-            ip_requested=ip_requested,
-        )
+    def apply_new(self, events: list[LedgerEvent]) -> None:
+        """Apply events built by ``new_events`` and keep them as pending events, as triggering them would."""
+        for event in events:
+            event.mutate(self)
+            self.pending_events.append(event)
 
-    def create_from_pool(self, container_id: str, context: CommandContext) -> ContainerNet:
+    # Commands. Each ``decide_*`` method checks a command against the network
+    # and returns its result and the events that record it, changing nothing;
+    # the method of the same name without the prefix also applies the events.
+
+    def decide_create_from_pool(self, container_id: str, context: CommandContext) -> Decision[ContainerNet]:
         """``CNCreateFromPool``: take an ip and a gateway from the pool."""
         container = self.net.plan_create_from_pool(container_id)
-        self.create_container(container, context)
-        return container
+        return container, self.container_events(container, context)
 
-    def create_with_ip(self, container_id: str, ip: IPAddress, context: CommandContext) -> ContainerNet:
+    def decide_create_with_ip(
+        self, container_id: str, ip: IPAddress, context: CommandContext
+    ) -> Decision[ContainerNet]:
         """``CNCreateFromPoolWithSpecificIP``: take ``ip`` and a gateway from the pool."""
         container = self.net.plan_create_with_ip(container_id, ip)
-        self.create_container(container, context, ip_requested=True)
-        return container
+        return container, self.container_events(container, context, ip_requested=True)
 
-    def create_in_subnet(
+    def decide_create_in_subnet(
         self, container_id: str, subnet: IPNetwork, ip: IPAddress, context: CommandContext
-    ) -> ContainerNet:
+    ) -> Decision[ContainerNet]:
         """``CNCreateSubnet``: place ``ip`` in a special subnet; the gateway comes from the pool."""
         container = self.net.plan_create_in_subnet(container_id, subnet, ip)
-        self.create_container(container, context, ip_requested=True)
-        return container
+        return container, self.container_events(container, context, ip_requested=True)
 
-    def destroy(self, container_id: str, context: CommandContext) -> list[IPAddress]:
+    def decide_destroy(self, container_id: str, context: CommandContext) -> Decision[list[IPAddress]]:
         """Remove a container and release what was allocated for it."""
         container, freed = self.net.plan_destroy(container_id)
-        self._emit(ContainerDestroyed, context, container_id=container.container_id)
-        addresses = [str(self.net.address(value)) for value in freed]
-        self._emit(AddressesReleased, context, addresses=addresses, ignored={}, container_id=container_id)
-        return [self.net.address(value) for value in freed]
+        addresses = [self.net.address(value) for value in freed]
+        events = self.new_events(
+            context,
+            (ContainerDestroyed, {"container_id": container.container_id}),
+            (
+                AddressesReleased,
+                {"addresses": [str(address) for address in addresses], "ignored": {}, "container_id": container_id},
+            ),
+        )
+        return addresses, events
 
-    def allocate(self, count: int, context: CommandContext) -> list[IPAddress]:
+    def decide_allocate(self, count: int, context: CommandContext) -> Decision[list[IPAddress]]:
         """``Allocate`` (count 1) or ``AllocateTwo`` (count 2) without a container."""
-        chosen = self.net.choose(count)
-        self._emit(IpAllocated, context, ip=str(self.net.address(chosen[0])), container_id=None)
+        addresses = [self.net.address(value) for value in self.net.choose(count)]
+        specs: list[EventSpec] = [(IpAllocated, {"ip": str(addresses[0]), "container_id": None})]
         if count == 2:
-            self._emit(GatewayAllocated, context, gw=str(self.net.address(chosen[1])), container_id=None)
-        return [self.net.address(value) for value in chosen]
+            specs.append((GatewayAllocated, {"gw": str(addresses[1]), "container_id": None}))
+        return addresses, self.new_events(context, *specs)
 
-    def release(self, addresses: list[IPAddress], context: CommandContext) -> tuple[list[IPAddress], dict[str, str]]:
+    def decide_release(
+        self, addresses: list[IPAddress], context: CommandContext
+    ) -> Decision[tuple[list[IPAddress], dict[str, str]]]:
         """``Release``: free allocated addresses; report the ones ignored and why.
 
         Nothing is recorded when no address would change.
         """
         plan = self.net.plan_release(addresses)
         released = [self.net.address(value) for value in plan.released]
+        events: list[LedgerEvent] = []
         if released:
-            self._emit(
-                AddressesReleased,
-                context,
-                addresses=[str(address) for address in released],
-                ignored=plan.ignored,
-                container_id=None,
-            )
-        return released, plan.ignored
+            payload = {"addresses": [str(address) for address in released], "ignored": plan.ignored, "container_id": None}
+            events = self.new_events(context, (AddressesReleased, payload))
+        return (released, plan.ignored), events
+
+    def container_events(
+        self, container: ContainerNet, context: CommandContext, ip_requested: bool = False
+    ) -> list[LedgerEvent]:
+        """Return the events of a container create checked by one of ``Net.plan_create_*``."""
+        cid = container.container_id
+        specs: list[EventSpec] = []
+        if container.pooled:
+            specs.append((IpAllocated, {"ip": str(container.ip), "container_id": cid}))
+        specs.append((GatewayAllocated, {"gw": str(container.gw), "container_id": cid}))
+        created = {
+            "container_id": cid,
+            "ip": str(container.ip),
+            "subnet": str(container.subnet),
+            "gw": str(container.gw),
+            "pooled": container.pooled,
+            "ip_requested": ip_requested,
+        }
+        specs.append((ContainerCreated, created))
+        return self.new_events(context, *specs)
+
+    def _applied(self, decision: Decision[T]) -> T:
+        result, events = decision
+        self.apply_new(events)
+        return result
+
+    def create_container(self, container: ContainerNet, context: CommandContext, ip_requested: bool = False) -> None:
+        """Record a container checked by one of ``Net.plan_create_*``."""
+        self.apply_new(self.container_events(container, context, ip_requested))
+
+    def create_from_pool(self, container_id: str, context: CommandContext) -> ContainerNet:
+        return self._applied(self.decide_create_from_pool(container_id, context))
+
+    def create_with_ip(self, container_id: str, ip: IPAddress, context: CommandContext) -> ContainerNet:
+        return self._applied(self.decide_create_with_ip(container_id, ip, context))
+
+    def create_in_subnet(
+        self, container_id: str, subnet: IPNetwork, ip: IPAddress, context: CommandContext
+    ) -> ContainerNet:
+        return self._applied(self.decide_create_in_subnet(container_id, subnet, ip, context))
+
+    def destroy(self, container_id: str, context: CommandContext) -> list[IPAddress]:
+        return self._applied(self.decide_destroy(container_id, context))
+
+    def allocate(self, count: int, context: CommandContext) -> list[IPAddress]:
+        return self._applied(self.decide_allocate(count, context))
+
+    def release(self, addresses: list[IPAddress], context: CommandContext) -> tuple[list[IPAddress], dict[str, str]]:
+        return self._applied(self.decide_release(addresses, context))

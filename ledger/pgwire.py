@@ -61,23 +61,45 @@ def run_prepared(
     query: bytes,
     parameter_types: Sequence[int],
     parameters: Sequence[bytes],
+    while_waiting: Callable[[], None] | None = None,
 ) -> pq.abc.PGresult:
     """Run prepared statement ``name`` with binary parameters and return its binary result.
 
     The statement is prepared from ``query`` when the connection does not
-    have it yet. A server error is raised as psycopg raises it, so callers
-    handle it as they would an error of ``execute``. The connection must be
-    in autocommit mode and idle. If the wait is interrupted, the connection
-    is closed, because a statement may still be running on it.
+    have it yet. ``while_waiting`` is called once the statement is sent,
+    before its result arrives. A server error is raised as psycopg raises
+    it, so callers handle it as they would an error of ``execute``. If the
+    statement succeeds but ``while_waiting`` raised, that error is raised.
+    The connection must be in autocommit mode and idle. If the wait is
+    interrupted, the connection is closed, because a statement may still be
+    running on it.
     """
     pgconn = connection.pgconn
     formats = [BINARY] * len(parameters)
+    waiting_error: BaseException | None = None
+
+    def prepare() -> None:
+        pgconn.send_prepare(name, query, parameter_types)
+        _flush(pgconn)
+
+    def send() -> None:
+        pgconn.send_query_prepared(name, parameters, formats, BINARY)
+        _flush(pgconn)
+
+    def send_then_work() -> None:
+        nonlocal waiting_error
+        send()
+        if while_waiting is not None:
+            try:
+                while_waiting()
+            except BaseException as error:  # raised once the connection is idle again
+                waiting_error = error
+
     try:
-        result = _last_result(pgconn, lambda: pgconn.send_query_prepared(name, parameters, formats, BINARY))
+        result = _last_result(pgconn, send_then_work)
         if _failed_for_missing_statement(result):
-            prepared = _last_result(pgconn, lambda: pgconn.send_prepare(name, query, parameter_types))
-            _raise_for_error(prepared, connection)
-            result = _last_result(pgconn, lambda: pgconn.send_query_prepared(name, parameters, formats, BINARY))
+            _raise_for_error(_last_result(pgconn, prepare), connection)
+            result = _last_result(pgconn, send)
     except psycopg.Error:
         # libpq failed (a lost connection, say); the pool drops a broken connection when it is returned.
         raise
@@ -85,6 +107,8 @@ def run_prepared(
         connection.close()
         raise
     _raise_for_error(result, connection)
+    if waiting_error is not None:
+        raise waiting_error
     return result
 
 
@@ -103,7 +127,6 @@ def _raise_for_error(result: pq.abc.PGresult, connection: psycopg.Connection) ->
 def _last_result(pgconn: pq.abc.PGconn, send: Callable[[], None]) -> pq.abc.PGresult:
     """Send one query with ``send``, wait for every result, and return the last one."""
     send()
-    _flush(pgconn)
     last = None
     while True:
         while pgconn.is_busy():

@@ -84,13 +84,15 @@ def test_failed_command_leaves_no_events(
 ) -> None:
     first, _ = pair
     first.create_container("web", context("a"), "a")
-    original = Network.create_from_pool
+    original = Network.decide_create_from_pool
 
-    def trigger_then_fail(self: Network, container_id: str, ctx: CommandContext) -> object:
-        original(self, container_id, ctx)
+    def apply_then_fail(self: Network, container_id: str, ctx: CommandContext) -> object:
+        # The cached aggregate changes, as when a command's events are applied and their append then fails.
+        _, events = original(self, container_id, ctx)
+        self.apply_new(events)
         raise RuntimeError("lost the connection after the command ran")
 
-    monkeypatch.setattr(Network, "create_from_pool", trigger_then_fail)
+    monkeypatch.setattr(Network, "decide_create_from_pool", apply_then_fail)
     with pytest.raises(RuntimeError):
         first.create_container("web", context("b"), "b")
     monkeypatch.undo()
