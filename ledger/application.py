@@ -4,8 +4,7 @@ Each command runs on the network's aggregate as this process last saw it,
 kept in an in-process cache, and appends the command's events in one
 statement. The command is checked and its events built without changing
 the aggregate, and the events are applied once they are sent (on
-PostgreSQL, while the server stores them), as event-sourcing frameworks
-that persist before applying do. A network not in the cache is rebuilt from its latest snapshot
+PostgreSQL, while the server stores them). A network not in the cache is rebuilt from its latest snapshot
 plus the events after it. The cached aggregate is not refreshed before the
 command. If another writer appended to the network since, the append fails
 on the stream's version, the cached aggregate is dropped, and the command is
@@ -121,6 +120,8 @@ class Ledger(Application):
         self._command_lock = threading.RLock()
         # Until when (time.monotonic()) each network counts as contended.
         self._contended_until: dict[UUID, float] = {}
+        # Whether the recorder can apply a command's events while it stores them (PostgreSQL).
+        self._applies_while_waiting = bool(getattr(self.recorder, "applies_while_waiting", False))
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=EventMapper)
@@ -163,7 +164,12 @@ class Ledger(Application):
 
     def _fast_forward(self, network: Network) -> None:
         """Apply to the aggregate, in place, the events stored after its version."""
-        for event in self.repository.event_store.get(network.id, gt=network.version):
+        select_after = getattr(self.recorder, "select_events_after", None)
+        if select_after is None:
+            events = self.repository.event_store.get(network.id, gt=network.version)
+        else:
+            events = map(self.mapper.to_domain_event, select_after(network.id, network.version))
+        for event in events:
             event.mutate(network)
 
     def _cached_network(self, name: str) -> Network:
@@ -272,16 +278,17 @@ class Ledger(Application):
                 return self.repository.cache.get(network_id(network_name)), False
         return self._cached_network(network_name), True
 
-    def _append(self, network: Network, events: list[LedgerEvent]) -> None:
+    def _append(self, network: Network, events: list[LedgerEvent], apply_early: bool) -> None:
         """Store a command's events, apply them to the network, and take a snapshot when one is due.
 
-        The PostgreSQL recorder applies the events while the server stores
-        them, which takes most of a command's time. Other recorders store
-        them first. Either way, a failure leaves the cached aggregate to be
-        dropped by the caller. This does what the library's ``save`` does for
-        one aggregate, without its checks of what kind of object each
-        argument is (about 8% of a command's Python time in a profile) and
-        without the records of each stored event that it returns.
+        With ``apply_early``, the PostgreSQL recorder applies the events
+        while the server stores them, which takes most of a command's time,
+        and a failed append leaves the network changed. Otherwise the events
+        are applied once stored, and a failed append leaves the network as
+        it was. This does what the library's ``save`` does for
+        one aggregate. It skips the checks of what kind of object each
+        argument is, which took about 8% of a command's Python time in a
+        profile, and the records of each stored event that ``save`` returns.
         """
         stored = [self.mapper.to_stored_event(event) for event in events]
 
@@ -289,7 +296,7 @@ class Ledger(Application):
             for event in events:
                 event.mutate(network)
 
-        if getattr(self.recorder, "applies_while_waiting", False):
+        if apply_early:
             self.recorder.insert_events(stored, while_waiting=apply)
         else:
             self.recorder.insert_events(stored)
@@ -308,13 +315,19 @@ class Ledger(Application):
         deadline = time.monotonic() + RETRY_DEADLINE
         attempt = 0
         rebuilt = self.repository.cache is None
+        behind = False
         while True:
             attempt += 1
             network, loaded = self._command_network(network_name)
+            contended = self._contended_until.get(network.id, 0.0) > time.monotonic()
             # A network read from the store just now is as fresh as a rebuilt one.
-            if not loaded and self._contended_until.get(network.id, 0.0) > time.monotonic():
+            if not loaded and (contended or behind):
                 self._fast_forward(network)
                 loaded = True
+            behind = False
+            # On a contended network the events are applied only once stored, so
+            # that a collision leaves the cached network as it was, only behind.
+            apply_early = self._applies_while_waiting and not contended
             rebuilt = rebuilt or loaded
             try:
                 earlier = _recorded(network, retry)
@@ -324,7 +337,7 @@ class Ledger(Application):
                 result, events = command(network)
                 if not events:
                     return result
-                self._append(network, events)
+                self._append(network, events, apply_early)
             except errors.Refused:
                 self._forget(network)
                 if rebuilt:
@@ -334,7 +347,11 @@ class Ledger(Application):
                 continue
             except IntegrityError:
                 rebuilt = True
-                self._forget(network)
+                if apply_early:
+                    self._forget(network)
+                else:
+                    # The cached network is unchanged but behind the store: the next attempt reads what it missed.
+                    behind = True
                 self._contended_until[network.id] = time.monotonic() + CONTENDED_SECONDS
                 # Jittered backoff, so that writers that collided do not collide again at once.
                 delay = random.uniform(0, min(MAX_BACKOFF, 0.005 * 2 ** min(attempt, 10)))
