@@ -19,7 +19,7 @@ from ledger.addresses import IPAddress
 from ledger.aggregate import AddressesReleased, GatewayAllocated, IpAllocated, NetworkCreated
 from projections.base import ReadModel
 from projections.store import Session, ViewInconsistent, ViewSchema, network_filter
-from projections.values import address_key, key_address, key_value, text_value
+from projections.values import address_key, key_address, key_value, network_key, text_value
 
 SCHEMA = ViewSchema(
     name="free_addresses",
@@ -56,7 +56,7 @@ class FreeAddresses(ReadModel):
 
     @apply.register
     def _(self, event: NetworkCreated, tracking: Tracking, session: Session) -> None:
-        network_id = str(event.originator_id)
+        network_id = network_key(event.originator_id)
         bounds = [(text_value(first), text_value(last)) for first, last in event.ranges]
         size = sum(last - first + 1 for first, last in bounds)
         session.execute(
@@ -68,16 +68,16 @@ class FreeAddresses(ReadModel):
 
     @apply.register
     def _(self, event: IpAllocated, tracking: Tracking, session: Session) -> None:
-        take(session, str(event.originator_id), event.ip)
+        take(session, network_key(event.originator_id), event.ip)
 
     @apply.register
     def _(self, event: GatewayAllocated, tracking: Tracking, session: Session) -> None:
-        take(session, str(event.originator_id), event.gw)
+        take(session, network_key(event.originator_id), event.gw)
 
     @apply.register
     def _(self, event: AddressesReleased, tracking: Tracking, session: Session) -> None:
         for text in event.addresses:
-            give_back(session, str(event.originator_id), text)
+            give_back(session, network_key(event.originator_id), text)
 
 
 def take(session: Session, network_id: str, address: str) -> None:

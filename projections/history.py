@@ -28,7 +28,7 @@ from ledger.aggregate import (
 from ledger.model import GATEWAY_ROLE, IP_ROLE
 from projections.base import ReadModel
 from projections.store import Session, ViewSchema, network_filter
-from projections.values import address_key, text_value, time_text
+from projections.values import address_key, network_key, text_value, time_text
 
 SCHEMA = ViewSchema(
     name="address_history",
@@ -91,7 +91,7 @@ class AddressHistory(ReadModel):
     def _(self, event: NetworkCreated, tracking: Tracking, session: Session) -> None:
         session.execute(
             "INSERT INTO {address_history_networks} VALUES (?, ?, ?)",
-            (str(event.originator_id), event.name, event.ip_version),
+            (network_key(event.originator_id), event.name, event.ip_version),
         )
 
     @apply.register
@@ -108,7 +108,7 @@ class AddressHistory(ReadModel):
             "INSERT INTO {address_history_containers} VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
             (
-                str(event.originator_id), event.container_id, tracking.notification_id,
+                network_key(event.originator_id), event.container_id, tracking.notification_id,
                 event.ip, event.subnet, event.gw, "pooled" if event.pooled else "subnet",
                 time_text(event.timestamp), event.actor, event.reason,
             ),
@@ -120,7 +120,7 @@ class AddressHistory(ReadModel):
 
     @apply.register
     def _(self, event: ContainerDestroyed, tracking: Tracking, session: Session) -> None:
-        network_id, closing = str(event.originator_id), _closing(event, tracking)
+        network_id, closing = network_key(event.originator_id), _closing(event, tracking)
         session.execute(
             "UPDATE {address_history_tenancies} " + CLOSE_SET +
             " WHERE network_id = ? AND container_id = ? AND to_position IS NULL",
@@ -140,7 +140,7 @@ class AddressHistory(ReadModel):
         # This closes the tenancies of addresses taken by ``pool allocate``.
         if event.container_id is not None:
             return
-        network_id, closing = str(event.originator_id), _closing(event, tracking)
+        network_id, closing = network_key(event.originator_id), _closing(event, tracking)
         for address in event.addresses:
             session.execute(
                 "UPDATE {address_history_tenancies} " + CLOSE_SET +
@@ -160,7 +160,7 @@ def open_tenancy(
     session.execute(
         "INSERT INTO {address_history_tenancies} VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
         (
-            address_key(text_value(address)), str(event.originator_id), tracking.notification_id,
+            address_key(text_value(address)), network_key(event.originator_id), tracking.notification_id,
             address, container_id, role, time_text(event.timestamp), event.actor,
         ),
     )

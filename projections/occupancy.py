@@ -28,7 +28,7 @@ from ledger.aggregate import (
 )
 from projections.base import ReadModel
 from projections.store import Session, ViewSchema, network_filter
-from projections.values import address_key, subnet_size, text_value, utilisation
+from projections.values import address_key, network_key, subnet_size, text_value, utilisation
 
 SCHEMA = ViewSchema(
     name="occupancy",
@@ -64,20 +64,20 @@ class Occupancy(ReadModel):
         size = sum(text_value(last) - text_value(first) + 1 for first, last in event.ranges)
         session.execute(
             "INSERT INTO {occupancy_networks} VALUES (?, ?, ?, ?, 0)",
-            (str(event.originator_id), event.name, event.ip_version, str(size)),
+            (network_key(event.originator_id), event.name, event.ip_version, str(size)),
         )
 
     @apply.register
     def _(self, event: IpAllocated, tracking: Tracking, session: Session) -> None:
-        session.execute(COUNT_USED, (1, str(event.originator_id)))
+        session.execute(COUNT_USED, (1, network_key(event.originator_id)))
 
     @apply.register
     def _(self, event: GatewayAllocated, tracking: Tracking, session: Session) -> None:
-        session.execute(COUNT_USED, (1, str(event.originator_id)))
+        session.execute(COUNT_USED, (1, network_key(event.originator_id)))
 
     @apply.register
     def _(self, event: AddressesReleased, tracking: Tracking, session: Session) -> None:
-        session.execute(COUNT_USED, (-len(event.addresses), str(event.originator_id)))
+        session.execute(COUNT_USED, (-len(event.addresses), network_key(event.originator_id)))
 
     @apply.register
     def _(self, event: ContainerCreated, tracking: Tracking, session: Session) -> None:
@@ -87,14 +87,14 @@ class Occupancy(ReadModel):
             subnet, subnet_key = str(network), address_key(int(network.network_address))
         session.execute(
             "INSERT INTO {occupancy_members} VALUES (?, ?, ?, ?, ?)",
-            (str(event.originator_id), event.container_id, subnet, subnet_key, event.ip),
+            (network_key(event.originator_id), event.container_id, subnet, subnet_key, event.ip),
         )
 
     @apply.register
     def _(self, event: ContainerDestroyed, tracking: Tracking, session: Session) -> None:
         session.execute(
             "DELETE FROM {occupancy_members} WHERE network_id = ? AND container_id = ?",
-            (str(event.originator_id), event.container_id),
+            (network_key(event.originator_id), event.container_id),
         )
 
 
