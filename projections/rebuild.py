@@ -54,8 +54,19 @@ class StagingSession(SQLiteSession):
             return text
 
         super().__init__(connection.cursor(), render)  # type: ignore[arg-type]
+        self._rendered = rendered
         self._connection = connection
         self._names = names
+
+    # A rebuild runs several statements an event, so these skip the base class's
+    # extra calls: the statements come rendered from a dict, and sqlite3 takes
+    # the handlers' tuples and returns rows as tuples.
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._cursor.execute(self._rendered.get(statement) or self._render(statement), params)
+
+    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._cursor.execute(self._rendered.get(statement) or self._render(statement), params)
+        return self._cursor.fetchone()  # type: ignore[no-any-return]
 
     def rows(self, table: str) -> sqlite3.Cursor:
         """Return a cursor over every row of one staged table."""
