@@ -41,7 +41,7 @@ def event_digest(
         "type": event_type,
         "network": _uuid_text(network_id),
         "version": version,
-        "timestamp": timestamp.isoformat(),
+        "timestamp": iso_text(timestamp),
         "payload": payload,
     }
     return hashlib.sha256(canonical_json(document)).hexdigest()
@@ -65,6 +65,22 @@ def canonical_json(document: dict[str, Any]) -> bytes:
     if fast is not None and fast.isascii():
         return fast
     return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def iso_text(value: datetime) -> str:
+    """Return ``value.isoformat()``.
+
+    An event's digest and its stored state both write its timestamp, so
+    the text of the last few is kept. The key
+    includes the time zone because datetimes of one instant in different
+    zones compare equal but print differently.
+    """
+    return _iso_text(value, value.tzinfo)
+
+
+@lru_cache(maxsize=16)
+def _iso_text(value: datetime, zone: Any) -> str:
+    return value.isoformat()
 
 
 @lru_cache(maxsize=1024)

@@ -27,6 +27,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.addresses import address_from_int
 from ledger.aggregate import LedgerEvent, NetworkCreated
+from ledger.chain import iso_text
 from ledger.intervals import IntervalSet
 from ledger.model import ContainerNet, Net
 from ledger.pool import NetworkPool
@@ -128,4 +129,5 @@ def _datetime_iso(value: Any) -> dict[str, str]:
     """Encode a datetime as the library's ``DatetimeAsISO`` transcoding does; refuse anything else."""
     if type(value) is not datetime:
         raise TypeError(f"no fast encoding for {type(value).__name__}")
-    return {"_type_": "datetime_iso", "_data_": value.isoformat()}
+    return {"_type_": "datetime_iso", "_data_": iso_text(value)}
+

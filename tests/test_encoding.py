@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
@@ -29,7 +29,7 @@ from ledger.aggregate import (
     NetworkCreated,
 )
 from ledger.application import Ledger
-from ledger.chain import canonical_json
+from ledger.chain import canonical_json, iso_text
 from ledger.transcoding import EventMapper, NetAsDict
 
 # Text as events hold it: ids, addresses, reasons, any Unicode and control characters included.
@@ -165,3 +165,10 @@ def test_snapshot_takes_library_path() -> None:
     assert stored.state == library_mapper().to_stored_event(snapshot).state
     restored = ledger.mapper.to_domain_event(stored)
     assert restored.mutate(None).net.name == "snap"
+
+
+def test_iso_text_keeps_time_zones_apart() -> None:
+    utc = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    same_instant = utc.astimezone(timezone(timedelta(hours=2)))
+    assert iso_text(utc) == "2026-01-01T12:00:00+00:00"
+    assert iso_text(same_instant) == "2026-01-01T14:00:00+02:00"

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg.sql import SQL, Identifier
 import pytest
 from typer.testing import CliRunner
 
@@ -29,7 +28,8 @@ from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
 from ledger.errors import StorageError
-from ledger.pgstore import column_parameters, columns_of
+from ledger.pgstore import APPEND_STATEMENT
+from ledger.pgwire import run_prepared
 from ledger.storage import environment_for
 from projections.compare import compare_stored
 from projections.runner import ReadModels
@@ -68,11 +68,19 @@ def open_append(ledger: Ledger, url: str, network: str, container_id: str) -> ps
     aggregate = ledger.network(network)
     aggregate.create_from_pool(container_id, context(container_id))
     stored = [ledger.mapper.to_stored_event(event) for event in aggregate.collect_events()]
-    append = SQL("SELECT * FROM {function}({columns})").format(
-        function=Identifier(ledger.recorder.pg_function_name_insert_events), columns=column_parameters("uuid")
-    )
+    recorder = ledger.recorder
     connection = psycopg.connect(url)
-    connection.execute(append, columns_of(stored)).fetchall()
+    # Prepared outside the transaction: a failed first try inside it would abort it.
+    prepared = connection.pgconn.prepare(APPEND_STATEMENT, recorder.append_query, recorder.append_parameter_types)
+    assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK, prepared.error_message
+    connection.execute("SELECT 1")  # psycopg begins a transaction, which the append joins
+    run_prepared(
+        connection,
+        APPEND_STATEMENT,
+        recorder.append_query,
+        recorder.append_parameter_types,
+        recorder.binary_columns(stored, connection.info.encoding),
+    )
     return connection
 
 
@@ -134,14 +142,14 @@ def test_missing_function_says_run_db_init(postgres_url: str) -> None:
     ledger.create_network("web", [parse_range("10.1.0.0/24")], [], "lowest", context("web"))
     ledger.close()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute("DROP FUNCTION netledger_append_events_uuid(uuid[], bigint[], text[], bytea[])")
+        connection.execute("DROP FUNCTION netledger_high_water_mark_uuid()")
     without_create = Ledger(env=environment_for(postgres_url + "?create_tables=no"))
 
     with pytest.raises(StorageError) as missing:
-        without_create.create_container("web", context("a1"), "a1")
+        ReadModels(without_create).catch_up()
     without_create.close()
 
-    assert "no function netledger_append_events_uuid" in str(missing.value)
+    assert "no function netledger_high_water_mark_uuid" in str(missing.value)
     assert "run 'netledger db init'" in str(missing.value)
     assert stored_event_count(postgres_url) == 1
 
