@@ -24,7 +24,6 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.addresses import parse_range
 from ledger.application import Ledger
-from ledger.pgstore import INSERT_FUNCTION_PREFIX
 from ledger.storage import environment_for
 from tests.reliability_support import (
     CLUSTER_PASSWORD,
@@ -89,7 +88,7 @@ def append_is_waiting_for_lock(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-            (f"%{INSERT_FUNCTION_PREFIX}%",),
+            ("%pg_advisory_xact_lock_shared%",),
         ).fetchone()
     return row is not None and row[0] > 0
 
