@@ -234,8 +234,8 @@ class Network(Aggregate):
             self.pending_events.append(event)
 
     # Commands. Each ``decide_*`` method checks a command against the network
-    # and returns its result and the events that record it, changing nothing;
-    # the method of the same name without the prefix also applies the events.
+    # and returns its result and the events that record it, and changes
+    # nothing. The method of the same name without the prefix also applies the events.
 
     def decide_create_from_pool(self, container_id: str, context: CommandContext) -> Decision[ContainerNet]:
         """``CNCreateFromPool``: take an ip and a gateway from the pool."""
@@ -289,7 +289,11 @@ class Network(Aggregate):
         released = [self.net.address(value) for value in plan.released]
         events: list[LedgerEvent] = []
         if released:
-            payload = {"addresses": [str(address) for address in released], "ignored": plan.ignored, "container_id": None}
+            payload = {
+                "addresses": [str(address) for address in released],
+                "ignored": plan.ignored,
+                "container_id": None,
+            }
             events = self.new_events(context, (AddressesReleased, payload))
         return (released, plan.ignored), events
 

@@ -4,18 +4,21 @@ Each command runs on the network's aggregate as this process last saw it,
 kept in an in-process cache, and appends the command's events in one
 statement. The command is checked and its events built without changing
 the aggregate, and the events are applied once they are sent (on
-PostgreSQL, while the server stores them). A network not in the cache is rebuilt from its latest snapshot
-plus the events after it. The cached aggregate is not refreshed before the
-command. If another writer appended to the network since, the append fails
-on the stream's version, the cached aggregate is dropped, and the command is
-checked again against the network rebuilt from the store. For a second
-after such a collision, commands on that network first read the events
-stored after the cached version. A command refused
-against a cached aggregate is also checked again against a rebuilt one
-before the refusal is raised. A command that fails in any other way drops
-the cached aggregate too, so that events it triggered but never stored
-cannot leak into the next command. Queries bring the cached aggregate up to
-date with the events stored after its version before they read it.
+PostgreSQL, while the server stores them). A network not in the cache is
+rebuilt from its latest snapshot plus the events after it. The cached
+aggregate is not refreshed before the command. If another writer appended
+to the network since, the append fails on the stream's version. When the
+command's events were already applied, the cached aggregate is dropped and
+the network rebuilt from the store; otherwise it is brought up to date with
+the events it missed. Either way the command is then checked again. For a
+second after such a collision, commands on that network first read the
+events stored after the cached version, and apply their own events only
+once stored. A command refused against a cached aggregate is also checked
+again against a rebuilt one before the refusal is raised. A command that
+fails in any other way drops the cached aggregate too, so that events it
+applied but never stored cannot leak into the next command. Queries bring
+the cached aggregate up to date with the events stored after its version
+before they read it.
 
 Container create and destroy and pool allocate and release are idempotent
 by request id: a command whose request id the network has recorded
@@ -138,7 +141,8 @@ class Ledger(Application):
         """
         for aggregate in processing_event.aggregates.values():
             if isinstance(aggregate, Network):
-                versions = [event.originator_version for event in processing_event.events if event.originator_id == aggregate.id]
+                events = processing_event.events
+                versions = [event.originator_version for event in events if event.originator_id == aggregate.id]
                 self._snapshot_if_due(aggregate, versions)
 
     def _snapshot_if_due(self, network: Network, versions: Iterable[int]) -> None:
@@ -245,7 +249,9 @@ class Ledger(Application):
                 network_name, lambda network: network.decide_create_in_subnet(container_id, subnet, ip, context), retry
             )
         if ip is not None:
-            return self._run(network_name, lambda network: network.decide_create_with_ip(container_id, ip, context), retry)
+            return self._run(
+                network_name, lambda network: network.decide_create_with_ip(container_id, ip, context), retry
+            )
         return self._run(network_name, lambda network: network.decide_create_from_pool(container_id, context), retry)
 
     def destroy_container(self, network_name: str, container_id: str, context: CommandContext) -> list[IPAddress]:
