@@ -47,8 +47,9 @@ def text_value(text: str) -> int:
     return int(ipaddress.ip_address(text))
 
 
-# Every handler keys its rows by the event's network id as text, and str() of a UUID
-# took about 5% of a rebuild in a profile; a ledger has few networks.
+# Every handler keys its rows by the event's network id as text. str() of a
+# UUID took about 5% of a rebuild in a profile, and a ledger has few
+# networks, so the text of each is kept.
 @lru_cache(maxsize=4096)
 def network_key(network_id: UUID) -> str:
     """Return the stored form of a network's id (its stream id)."""
