@@ -298,6 +298,8 @@ class Ledger(Application):
         """
         stored = [self.mapper.to_stored_event(event) for event in events]
 
+        # NOTE: an event whose apply raises is stored before the error shows. The
+        # command's checks (Net.plan_*) must cover every condition an apply relies on.
         def apply() -> None:
             for event in events:
                 event.mutate(network)
