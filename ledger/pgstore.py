@@ -26,9 +26,11 @@ function took 304, measured side by side on a 2-core machine.
 
 Parameters. The library passes events as an array of a composite type,
 which psycopg sends as text, escaping every byte of every state. Both
-recorders here pass one array per column (ids, versions, topics, states),
-which psycopg sends in binary. That saved about a tenth of a command's
-append (610 to 545 microseconds), and most of a large snapshot's write.
+recorders here write one array per column (ids, versions, topics, states)
+in PostgreSQL's binary format and send them through libpq
+(``ledger.pgwire``). Binary arrays sent through psycopg already saved about
+a tenth of a command's append (610 to 545 microseconds) and most of a large
+snapshot's write; libpq saves psycopg's adaptation of the lists as well.
 
 Snapshots. A snapshot of a busy network is a few hundred kilobytes, and
 PostgreSQL compresses such a value before it stores it. For a snapshot of
@@ -62,7 +64,6 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import retry
 import psycopg
-from psycopg import Cursor
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from ledger.errors import StorageError
@@ -70,9 +71,10 @@ from ledger.pgwire import ARRAY_OIDS, BYTEA_OID, INT8, INT8_OID, TEXT_OID, UUID_
 
 INSERT_FUNCTION_PREFIX = "netledger_append_events_"
 HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
-# The names under which each connection prepares the append and the read of a stream's new events.
+# The names under which each connection prepares the append, the read of a stream's new events, and the snapshot insert.
 APPEND_STATEMENT = b"netledger_append_events"
 SELECT_AFTER_STATEMENT = b"netledger_select_events_after"
+SNAPSHOT_STATEMENT = b"netledger_insert_snapshots"
 # The first key of the advisory lock that appends share (the letters "nldg").
 LOCK_CLASS = SQL(str(0x6E6C6467))
 # Seconds a reader waits for the appends in progress before it fails.
@@ -110,11 +112,6 @@ def persistence_error(error: psycopg.Error) -> PersistenceError:
         if isinstance(error, driver_error):
             return library_error(str(error))
     return PersistenceError(str(error))
-
-
-def column_parameters(id_type: str) -> Composed:
-    """Return the placeholders of the four column arrays (see ``columns_of``), each sent in binary (%b)."""
-    return SQL("%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]").format(id_type=SQL(id_type))
 
 
 def set_lock_timeout(seconds: int) -> SQL:
@@ -184,14 +181,52 @@ def create_function_once(schema: str, name: str, arguments: Composable, returns:
     )
 
 
-def columns_of(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
-    """Return the events' ids, versions, topics and states, one list each."""
-    return (
-        [event.originator_id for event in stored_events],
-        [event.originator_version for event in stored_events],
-        [event.topic for event in stored_events],
-        [event.state for event in stored_events],
-    )
+def column_types(id_type: str) -> list[int]:
+    """Return the type OIDs of the four column arrays that ``binary_columns`` writes."""
+    id_oid = UUID_OID if id_type == "uuid" else TEXT_OID
+    return [ARRAY_OIDS[oid] for oid in (id_oid, INT8_OID, TEXT_OID, BYTEA_OID)]
+
+
+def binary_columns(stored_events: Sequence[StoredEvent], id_type: str, encoding: str) -> list[bytes]:
+    """Return the events' ids, versions, topics and states as four arrays in PostgreSQL's binary format."""
+    if id_type == "uuid":
+        ids = binary_array(UUID_OID, [event.originator_id.bytes for event in stored_events])
+    else:
+        ids = binary_array(TEXT_OID, [str(event.originator_id).encode(encoding) for event in stored_events])
+    return [
+        ids,
+        binary_array(INT8_OID, [INT8.pack(event.originator_version) for event in stored_events]),
+        binary_array(TEXT_OID, [event.topic.encode(encoding) for event in stored_events]),
+        binary_array(BYTEA_OID, [bytes(event.state) for event in stored_events]),
+    ]
+
+
+def run_on_lent_connection(
+    datastore: Any,
+    name: bytes,
+    query: bytes,
+    parameter_types: list[int],
+    parameters: list[bytes] | Callable[[str], list[bytes]],
+    while_waiting: Callable[[], None] | None = None,
+) -> Any:
+    """Run a prepared statement on a connection lent by the pool and return its result.
+
+    ``parameters`` may be a function of the connection's encoding. The
+    statement runs through ``run_prepared``. The pool is used directly: the library's get_connection context took 14
+    microseconds a call here, getconn and putconn 6. Errors are translated as
+    the library translates them.
+    """
+    pool = datastore.pool
+    pool.open(datastore.pool_open_timeout is not None, datastore.pool_open_timeout or 30.0)
+    try:
+        connection = pool.getconn()
+        try:
+            values = parameters(connection.info.encoding) if callable(parameters) else parameters
+            return run_prepared(connection, name, query, parameter_types, values, while_waiting)
+        finally:
+            pool.putconn(connection)
+    except psycopg.Error as error:
+        raise persistence_error(error) from error
 
 
 class OrderedInsertRecorder(PostgresApplicationRecorder):
@@ -225,7 +260,6 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
             "RETURNING notification_id"
         ).format(timeout_setting=timeout_setting, lock_key=lock_key, table=qualified_table).as_bytes(None)
         id_oid = UUID_OID if id_type == "uuid" else TEXT_OID
-        self.append_parameter_types = [ARRAY_OIDS[oid] for oid in (id_oid, INT8_OID, TEXT_OID, BYTEA_OID)]
         self.select_after_query = (
             SQL(
                 "SELECT originator_version, topic, state FROM {schema}.{table} "
@@ -301,40 +335,16 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert_events(self, stored_events: Sequence[StoredEvent], while_waiting: Callable[[], None]) -> list[int]:
-        result = self._run_lent(
+        id_type = self.datastore.originator_id_type
+        result = run_on_lent_connection(
+            self.datastore,
             APPEND_STATEMENT,
             self.append_query,
-            self.append_parameter_types,
-            lambda encoding: self.binary_columns(stored_events, encoding),
+            column_types(id_type),
+            lambda encoding: binary_columns(stored_events, id_type, encoding),
             while_waiting,
         )
         return [INT8.unpack(result.get_value(row, 0))[0] for row in range(result.ntuples)]
-
-    def _run_lent(
-        self,
-        name: bytes,
-        query: bytes,
-        parameter_types: list[int],
-        parameters: list[bytes] | Callable[[str], list[bytes]],
-        while_waiting: Callable[[], None] | None = None,
-    ) -> Any:
-        """Run a prepared statement on a connection lent by the pool; ``parameters`` may depend on its encoding.
-
-        The pool is used directly: the library's get_connection context took
-        14 microseconds a call here, getconn and putconn 6. Errors are
-        translated as the library translates them.
-        """
-        pool = self.datastore.pool
-        pool.open(self.datastore.pool_open_timeout is not None, self.datastore.pool_open_timeout or 30.0)
-        try:
-            connection = pool.getconn()
-            try:
-                values = parameters(connection.info.encoding) if callable(parameters) else parameters
-                return run_prepared(connection, name, query, parameter_types, values, while_waiting)
-            finally:
-                pool.putconn(connection)
-        except psycopg.Error as error:
-            raise persistence_error(error) from error
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events_after(self, originator_id: Any, version: int) -> list[StoredEvent]:
@@ -350,7 +360,9 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         else:
             stream = str(originator_id).encode()
         parameters = [stream, INT8.pack(version)]
-        result = self._run_lent(SELECT_AFTER_STATEMENT, self.select_after_query, self.select_after_types, parameters)
+        result = run_on_lent_connection(
+            self.datastore, SELECT_AFTER_STATEMENT, self.select_after_query, self.select_after_types, parameters
+        )
         return [
             StoredEvent(
                 originator_id=originator_id,
@@ -359,19 +371,6 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
                 state=result.get_value(row, 2),
             )
             for row in range(result.ntuples)
-        ]
-
-    def binary_columns(self, stored_events: Sequence[StoredEvent], encoding: str) -> list[bytes]:
-        """Return the append's four parameters: the ids, versions, topics and states as binary arrays."""
-        if self.datastore.originator_id_type == "uuid":
-            ids = binary_array(UUID_OID, [event.originator_id.bytes for event in stored_events])
-        else:
-            ids = binary_array(TEXT_OID, [str(event.originator_id).encode(encoding) for event in stored_events])
-        return [
-            ids,
-            binary_array(INT8_OID, [INT8.pack(event.originator_version) for event in stored_events]),
-            binary_array(TEXT_OID, [event.topic.encode(encoding) for event in stored_events]),
-            binary_array(BYTEA_OID, [bytes(event.state) for event in stored_events]),
         ]
 
     def high_water_mark(self) -> int:
@@ -399,13 +398,11 @@ class SnapshotRecorder(PostgresAggregateRecorder):
         super().__init__(*args, **kwargs)
         schema = self.datastore.schema
         table = self.events_table_name
-        self.insert_events_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest({columns})"
-        ).format(
-            schema=Identifier(schema),
-            table=Identifier(table),
-            columns=column_parameters(self.datastore.originator_id_type),
+        self.insert_query = (
+            SQL("INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest($1, $2, $3, $4)")
+            .format(schema=Identifier(schema), table=Identifier(table))
+            .as_bytes(None)
         )
         # ALTER TABLE locks the table against readers, so it runs once, not on every open.
         self.sql_create_statements.append(
@@ -425,8 +422,18 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     def create_table(self) -> None:
         create_racing_others(super().create_table)
 
-    def _insert_stored_events(self, curs: Cursor[Any], stored_events: Sequence[StoredEvent], **_: Any) -> None:
-        curs.execute(self.insert_events_statement, columns_of(stored_events))
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Insert snapshots in one statement, with the append's binary columns."""
+        id_type = self.datastore.originator_id_type
+        run_on_lent_connection(
+            self.datastore,
+            SNAPSHOT_STATEMENT,
+            self.insert_query,
+            column_types(id_type),
+            lambda encoding: binary_columns(stored_events, id_type, encoding),
+        )
+        return None
 
 
 class LedgerPostgresFactory(PostgresFactory):

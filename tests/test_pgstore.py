@@ -28,7 +28,7 @@ from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
 from ledger.errors import StorageError
-from ledger.pgstore import APPEND_STATEMENT
+from ledger.pgstore import APPEND_STATEMENT, binary_columns, column_types
 from ledger.pgwire import run_prepared
 from ledger.storage import environment_for
 from projections.compare import compare_stored
@@ -69,18 +69,14 @@ def open_append(ledger: Ledger, url: str, network: str, container_id: str) -> ps
     aggregate.create_from_pool(container_id, context(container_id))
     stored = [ledger.mapper.to_stored_event(event) for event in aggregate.collect_events()]
     recorder = ledger.recorder
+    types = column_types("uuid")
     connection = psycopg.connect(url)
     # Prepared outside the transaction: a failed first try inside it would abort it.
-    prepared = connection.pgconn.prepare(APPEND_STATEMENT, recorder.append_query, recorder.append_parameter_types)
+    prepared = connection.pgconn.prepare(APPEND_STATEMENT, recorder.append_query, types)
     assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK, prepared.error_message
     connection.execute("SELECT 1")  # psycopg begins a transaction, which the append joins
-    run_prepared(
-        connection,
-        APPEND_STATEMENT,
-        recorder.append_query,
-        recorder.append_parameter_types,
-        recorder.binary_columns(stored, connection.info.encoding),
-    )
+    columns = binary_columns(stored, "uuid", connection.info.encoding)
+    run_prepared(connection, APPEND_STATEMENT, recorder.append_query, types, columns)
     return connection
 
 
