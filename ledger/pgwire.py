@@ -13,6 +13,11 @@ on average through ``execute`` and 337 this way.
 The statement runs on a connection that psycopg opened and the pool lends.
 It is prepared on that connection the first time the server reports it
 missing, so nothing here tracks which connections have it.
+
+``run_prepared_then`` sends a prepared statement and a second statement
+together in libpq's pipeline mode (libpq 14 or later), each in a
+transaction of its own. A writer's last append in a turn uses it to
+release the turn in the same round trip.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from psycopg.errors import error_from_result
 UUID_OID = 2950
 TEXT_OID = 25
 INT8_OID = 20
+INT4_OID = 23
 BYTEA_OID = 17
 ARRAY_OIDS = {UUID_OID: 2951, TEXT_OID: 1009, INT8_OID: 1016, BYTEA_OID: 1001}
 
@@ -39,6 +45,7 @@ INVALID_STATEMENT_NAME = "26000"
 _ARRAY_HEADER = struct.Struct("!iiiii")
 _LENGTH = struct.Struct("!i")
 INT8 = struct.Struct("!q")
+INT4 = struct.Struct("!i")
 
 
 def binary_array(element_oid: int, items: Sequence[bytes]) -> bytes:
@@ -97,8 +104,8 @@ def run_prepared(
 
     try:
         result = _last_result(pgconn, send_then_work)
-        if _failed_for_missing_statement(result):
-            _raise_for_error(_last_result(pgconn, prepare), connection)
+        if failed_for_missing_statement(result):
+            raise_for_error(_last_result(pgconn, prepare), connection)
             result = _last_result(pgconn, send)
     except psycopg.Error:
         # libpq failed (a lost connection, say); the pool drops a broken connection when it is returned.
@@ -106,20 +113,83 @@ def run_prepared(
     except BaseException:
         connection.close()
         raise
-    _raise_for_error(result, connection)
+    raise_for_error(result, connection)
     if waiting_error is not None:
         raise waiting_error
     return result
 
 
-def _failed_for_missing_statement(result: pq.abc.PGresult) -> bool:
+def run_prepared_then(
+    connection: psycopg.Connection,
+    name: bytes,
+    parameters: Sequence[bytes],
+    then: bytes,
+    while_waiting: Callable[[], None] | None = None,
+) -> tuple[pq.abc.PGresult, pq.abc.PGresult]:
+    """Run prepared statement ``name``, then the statement ``then`` in a transaction of its own, in one round trip.
+
+    The two are sent together in libpq's pipeline mode, with a sync point
+    after each, so ``then`` runs after the first statement has committed,
+    and runs even when the first one fails. Return both results, errors
+    included; nothing is raised for them. The statement must already be
+    prepared on the connection: if it is not, its result is the server's
+    error 26000. ``while_waiting`` and the connection's state are as for
+    ``run_prepared``; an error of ``while_waiting`` is raised once both
+    results have arrived. After any error on the way, libpq's included, the
+    connection is closed.
+    """
+    pgconn = connection.pgconn
+    waiting_error: BaseException | None = None
+    try:
+        pgconn.enter_pipeline_mode()
+        pgconn.send_query_prepared(name, parameters, [BINARY] * len(parameters), BINARY)
+        pgconn.pipeline_sync()
+        pgconn.send_query_params(then, None)
+        pgconn.pipeline_sync()
+        _flush(pgconn)
+        if while_waiting is not None:
+            try:
+                while_waiting()
+            except BaseException as error:  # raised once both results have arrived
+                waiting_error = error
+        results = _pipeline_results(pgconn, syncs=2)
+        pgconn.exit_pipeline_mode()
+    except BaseException:
+        # The pipeline may be half read; the pool drops a closed connection when it is returned.
+        connection.close()
+        raise
+    if waiting_error is not None:
+        raise waiting_error
+    first, second = results
+    return first, second
+
+
+def _pipeline_results(pgconn: pq.abc.PGconn, syncs: int) -> list[pq.abc.PGresult]:
+    """Read a pipeline's results up to its ``syncs``-th sync point: the last result of each statement."""
+    results: list[pq.abc.PGresult] = []
+    last = None
+    while syncs:
+        result = _next_result(pgconn)
+        if result is None:
+            # The end of one statement's results.
+            if last is not None:
+                results.append(last)
+            last = None
+        elif result.status == pq.ExecStatus.PIPELINE_SYNC:
+            syncs -= 1
+        else:
+            last = result
+    return results
+
+
+def failed_for_missing_statement(result: pq.abc.PGresult) -> bool:
     if result.status != pq.ExecStatus.FATAL_ERROR:
         return False
     state = result.error_field(pq.DiagnosticField.SQLSTATE)
     return state is not None and state.decode() == INVALID_STATEMENT_NAME
 
 
-def _raise_for_error(result: pq.abc.PGresult, connection: psycopg.Connection) -> None:
+def raise_for_error(result: pq.abc.PGresult, connection: psycopg.Connection) -> None:
     if result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.NONFATAL_ERROR):
         raise error_from_result(result, encoding=connection.info.encoding)
 
@@ -128,17 +198,19 @@ def _last_result(pgconn: pq.abc.PGconn, send: Callable[[], None]) -> pq.abc.PGre
     """Send one query with ``send``, wait for every result, and return the last one."""
     send()
     last = None
-    while True:
-        while pgconn.is_busy():
-            _wait(pgconn.socket, select.POLLIN)
-            pgconn.consume_input()
-        result = pgconn.get_result()
-        if result is None:
-            break
+    while (result := _next_result(pgconn)) is not None:
         last = result
     if last is None:
         raise psycopg.OperationalError("the server returned no result")
     return last
+
+
+def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    """Wait for libpq's next result and return it, or None at the end of a statement's results."""
+    while pgconn.is_busy():
+        _wait(pgconn.socket, select.POLLIN)
+        pgconn.consume_input()
+    return pgconn.get_result()
 
 
 def _flush(pgconn: pq.abc.PGconn) -> None:
