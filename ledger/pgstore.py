@@ -24,6 +24,25 @@ versions appended the same way through a function of their own
 processes. The plain statement took 271 microseconds an append where the
 function took 304, measured side by side on a 2-core machine.
 
+Turns. Writers of one stream (one network) that never pause collide, and
+the one that has just appended tends to win again, so the others can wait
+for seconds. A writer that collided therefore takes the stream's turn:
+a function (``netledger_take_turn_<type>``) waits for an advisory lock of
+the stream in exclusive mode, at session level, then reads the events
+stored after the writer's version. Each statement of the function reads a
+new snapshot, so that read returns every append that ended before the lock
+was granted. PostgreSQL grants waiting requests in the order they were
+made, so writers get the turn in turn. The holder appends with a
+statement that takes no turn lock, and its last append of the turn sends
+the unlock in the same round trip (``ledger.pgwire.run_prepared_then``).
+Every other append tries the same lock in shared mode, which fails while
+another session holds or waits for it, and then stores nothing. The writer
+gets ``TurnTaken`` and asks for the turn. A writer waits for the turn at
+most ``turn_timeout`` seconds. The ledger then appends to that stream
+with ``ignore_turn`` for a while (``ledger.application.TURNS_OFF_SECONDS``),
+so that a holder that stopped (a suspended process, say) delays the
+stream's other writers but does not stop them.
+
 Parameters. The library passes events as an array of a composite type,
 which psycopg sends as text, escaping every byte of every state. Both
 recorders here write one array per column (ids, versions, topics, states)
@@ -48,6 +67,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import (
     DatabaseError,
@@ -64,19 +84,41 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import retry
 import psycopg
+from psycopg import pq
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from ledger.errors import StorageError
-from ledger.pgwire import ARRAY_OIDS, BYTEA_OID, INT8, INT8_OID, TEXT_OID, UUID_OID, binary_array, run_prepared
+from ledger.pgwire import (
+    ARRAY_OIDS,
+    BYTEA_OID,
+    INT4,
+    INT4_OID,
+    INT8,
+    INT8_OID,
+    TEXT_OID,
+    UUID_OID,
+    binary_array,
+    failed_for_missing_statement,
+    raise_for_error,
+    run_prepared,
+    run_prepared_then,
+)
 
 INSERT_FUNCTION_PREFIX = "netledger_append_events_"
 HIGH_WATER_MARK_PREFIX = "netledger_high_water_mark_"
+TAKE_TURN_PREFIX = "netledger_take_turn_"
 # The names under which each connection prepares the append, the read of a stream's new events, and the snapshot insert.
 APPEND_STATEMENT = b"netledger_append_events"
 SELECT_AFTER_STATEMENT = b"netledger_select_events_after"
 SNAPSHOT_STATEMENT = b"netledger_insert_snapshots"
+TAKE_TURN_STATEMENT = b"netledger_take_turn"
+TURN_APPEND_STATEMENT = b"netledger_append_in_turn"
 # The first key of the advisory lock that appends share (the letters "nldg").
 LOCK_CLASS = SQL(str(0x6E6C6467))
+# The first key of a stream's turn lock (the letters "nltn"); the second is ``turn_key``.
+TURN_CLASS = 0x6E6C746E
+# Seconds a writer waits for a stream's turn before it appends without one.
+TURN_TIMEOUT = 5
 # Seconds a reader waits for the appends in progress before it fails.
 HIGH_WATER_MARK_TIMEOUT = 10
 # Attempts at creating the tables and functions while other processes create them at the same time.
@@ -91,6 +133,48 @@ def appenders_lock_key(schema: str, table: str) -> SQL:
     """
     value = zlib.crc32(f"{schema}.{table}".encode()) - 2**31
     return SQL(str(value))
+
+
+def turn_key(originator_id: UUID | str) -> int:
+    """Return the second key of a stream's turn lock: a signed 32-bit hash of the stream's id.
+
+    Two streams may share a key; their writers then take turns together.
+    """
+    data = originator_id.bytes if isinstance(originator_id, UUID) else str(originator_id).encode()
+    return zlib.crc32(data) - 2**31
+
+
+def stream_parameter(originator_id: UUID | str, id_type: str) -> bytes:
+    """Return a stream's id in the binary format of the events table's id column."""
+    return originator_id.bytes if id_type == "uuid" else str(originator_id).encode()  # type: ignore[union-attr]
+
+
+def stored_events_of(result: Any, originator_id: Any) -> list[StoredEvent]:
+    """Return the stream's events in a binary result of (originator_version, topic, state) rows."""
+    return [
+        StoredEvent(
+            originator_id=originator_id,
+            originator_version=INT8.unpack(result.get_value(row, 0))[0],
+            topic=result.get_value(row, 1).decode(),
+            state=result.get_value(row, 2),
+        )
+        for row in range(result.ntuples)
+    ]
+
+
+def call_once(work: Callable[[], None] | None) -> Callable[[], None]:
+    """Return a function that calls ``work`` the first time it is called and does nothing after, nor ever for None."""
+    calls = [work] if work is not None else []
+
+    def once() -> None:
+        if calls:
+            calls.pop()()
+
+    return once
+
+
+class TurnTaken(IntegrityError):
+    """An append without a turn found that another writer holds the stream's turn, and stored nothing."""
 
 
 # psycopg's errors and the library's, most specific first, as the library's get_connection translates them.
@@ -253,22 +337,63 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
             if self.datastore.lock_timeout
             else SQL("")
         )
-        self.append_query = SQL(
-            "WITH appenders AS (SELECT {timeout_setting}pg_advisory_xact_lock_shared({lock_key})) "
+        append = SQL(
+            "WITH appenders AS (SELECT {timeout_setting}pg_advisory_xact_lock_shared({lock_key}){turn_free}) "
             "INSERT INTO {table} (originator_id, originator_version, topic, state) "
-            "SELECT event.* FROM appenders, unnest($1, $2, $3, $4) AS event "
+            "SELECT event.* FROM appenders, unnest($1, $2, $3, $4) AS event{where} "
             "RETURNING notification_id"
-        ).format(timeout_setting=timeout_setting, lock_key=lock_key, table=qualified_table).as_bytes(None)
+        )
+        # An append stores nothing while another writer holds the stream's turn (see take_turn).
+        self.append_query = append.format(
+            timeout_setting=timeout_setting,
+            lock_key=lock_key,
+            turn_free=SQL(", pg_try_advisory_xact_lock_shared({}, $5) AS turn_free").format(SQL(str(TURN_CLASS))),
+            table=qualified_table,
+            where=SQL(" WHERE appenders.turn_free"),
+        ).as_bytes(None)
+        self.append_types = column_types(id_type) + [INT4_OID]
+        # The turn's holder appends without trying the turn lock, because while other writers wait
+        # for it, the server rejects even the holder's try in another mode.
+        self.turn_append_query = append.format(
+            timeout_setting=timeout_setting, lock_key=lock_key, turn_free=SQL(""), table=qualified_table, where=SQL("")
+        ).as_bytes(None)
         id_oid = UUID_OID if id_type == "uuid" else TEXT_OID
-        self.select_after_query = (
-            SQL(
-                "SELECT originator_version, topic, state FROM {schema}.{table} "
-                "WHERE originator_id = $1 AND originator_version > $2 ORDER BY originator_version"
-            )
-            .format(schema=schema, table=table)
-            .as_bytes(None)
+        events_after = SQL(
+            "SELECT originator_version, topic, state FROM {table} "
+            "WHERE originator_id = {stream} AND originator_version > {after} ORDER BY originator_version"
+        )
+        self.select_after_query = events_after.format(table=qualified_table, stream=SQL("$1"), after=SQL("$2")).as_bytes(
+            None
         )
         self.select_after_types = [id_oid, INT8_OID]
+        self.take_turn_function = TAKE_TURN_PREFIX + id_type
+        # Each statement of the function reads a new snapshot, so the events are read once the turn is held.
+        take_turn_body = SQL(
+            "BEGIN "
+            "PERFORM set_config('lock_timeout', wait_ms || 'ms', true); "
+            "PERFORM pg_advisory_lock({turn_class}, turn); "
+            "RETURN QUERY {events_after}; "
+            "END"
+        ).format(
+            turn_class=SQL(str(TURN_CLASS)),
+            events_after=events_after.format(table=qualified_table, stream=SQL("stream"), after=SQL("after")),
+        )
+        self.sql_create_statements.append(
+            create_function_once(
+                self.datastore.schema,
+                self.take_turn_function,
+                SQL("stream {id_type}, after bigint, turn integer, wait_ms integer").format(id_type=SQL(id_type)),
+                SQL("TABLE (turn_version bigint, turn_topic text, turn_state bytea)"),
+                take_turn_body,
+            )
+        )
+        self.take_turn_query = (
+            SQL("SELECT * FROM {schema}.{function}($1, $2, $3, $4)")
+            .format(schema=schema, function=Identifier(self.take_turn_function))
+            .as_bytes(None)
+        )
+        self.take_turn_types = [id_oid, INT8_OID, INT4_OID, INT4_OID]
+        self.turn_timeout: float = TURN_TIMEOUT
         # The function of earlier versions, which appended the same way; it stays installed for their processes.
         append_body = SQL(
             "BEGIN "
@@ -317,34 +442,101 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         create_racing_others(super().create_table)
 
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], *, while_waiting: Callable[[], None] | None = None, **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        while_waiting: Callable[[], None] | None = None,
+        ignore_turn: bool = False,
+        **kwargs: Any,
     ) -> Sequence[int] | None:
         """Append the events in one statement and return their notification ids.
 
         ``while_waiting`` is called once, after the first attempt is sent and
         before the server replies. The append is tried again after a lost
-        connection, so it may run before an attempt that fails.
+        connection, so it may run before an attempt that fails. With
+        ``ignore_turn``, the append stores the events even while another
+        writer holds the stream's turn; the stream's version still
+        rejects an append that missed an event.
         """
-        calls = [while_waiting] if while_waiting is not None else []
-
-        def once() -> None:
-            if calls:
-                calls.pop()()
-
-        return self._insert_events(stored_events, once)
+        return self._insert_events(stored_events, call_once(while_waiting), ignore_turn)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _insert_events(self, stored_events: Sequence[StoredEvent], while_waiting: Callable[[], None]) -> list[int]:
-        id_type = self.datastore.originator_id_type
-        result = run_on_lent_connection(
-            self.datastore,
-            APPEND_STATEMENT,
-            self.append_query,
-            column_types(id_type),
-            lambda encoding: binary_columns(stored_events, id_type, encoding),
-            while_waiting,
-        )
+    def _insert_events(
+        self, stored_events: Sequence[StoredEvent], while_waiting: Callable[[], None], ignore_turn: bool = False
+    ) -> list[int]:
+        if ignore_turn:
+            id_type = self.datastore.originator_id_type
+            result = run_on_lent_connection(
+                self.datastore,
+                TURN_APPEND_STATEMENT,
+                self.turn_append_query,
+                column_types(id_type),
+                lambda encoding: binary_columns(stored_events, id_type, encoding),
+                while_waiting,
+            )
+        else:
+            result = run_on_lent_connection(
+                self.datastore,
+                APPEND_STATEMENT,
+                self.append_query,
+                self.append_types,
+                lambda encoding: self.append_parameters(stored_events, encoding),
+                while_waiting,
+            )
+        return self.appended_ids(result, stored_events)
+
+    def append_parameters(self, stored_events: Sequence[StoredEvent], encoding: str) -> list[bytes]:
+        """Return the append statement's parameters: the four columns and the turn key of the first event's stream."""
+        columns = binary_columns(stored_events, self.datastore.originator_id_type, encoding)
+        key = turn_key(stored_events[0].originator_id) if stored_events else 0
+        return columns + [INT4.pack(key)]
+
+    @staticmethod
+    def appended_ids(result: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Return the notification ids of an append's result; raise TurnTaken if it stored nothing."""
+        if stored_events and not result.ntuples:
+            raise TurnTaken(f"another writer holds the turn of stream {stored_events[0].originator_id}")
         return [INT8.unpack(result.get_value(row, 0))[0] for row in range(result.ntuples)]
+
+    def take_turn(self, originator_id: Any, version: int) -> Turn | None:
+        """Take the stream's turn, and read the events stored after ``version``.
+
+        While a writer holds a stream's turn, appends to the stream by
+        other writers store nothing and raise ``TurnTaken``, and writers
+        that ask for the turn wait for it, in the order they asked. Return
+        None, holding nothing, when the turn is not free within
+        ``turn_timeout`` seconds or the server cannot be reached: the caller
+        then appends without a turn. The turn keeps a connection of the
+        pool until it ends.
+        """
+        datastore = self.datastore
+        pool = datastore.pool
+        pool.open(datastore.pool_open_timeout is not None, datastore.pool_open_timeout or 30.0)
+        connection = pool.getconn()
+        key = turn_key(originator_id)
+        parameters = [
+            stream_parameter(originator_id, datastore.originator_id_type),
+            INT8.pack(version),
+            INT4.pack(key),
+            INT4.pack(max(1, int(self.turn_timeout * 1000))),
+        ]
+        try:
+            result = run_prepared(connection, TAKE_TURN_STATEMENT, self.take_turn_query, self.take_turn_types, parameters)
+        except (psycopg.errors.LockNotAvailable, psycopg.OperationalError, psycopg.InterfaceError):
+            pool.putconn(connection)
+            return None
+        except psycopg.Error as error:
+            # The turn may be held: closing the connection releases it.
+            connection.close()
+            pool.putconn(connection)
+            library_error = persistence_error(error)
+            if isinstance(library_error, ProgrammingError):
+                explain_missing_function(library_error, self.take_turn_function)
+            raise library_error from error
+        except BaseException:
+            pool.putconn(connection)
+            raise
+        return Turn(self, connection, originator_id, key, result)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events_after(self, originator_id: Any, version: int) -> list[StoredEvent]:
@@ -355,23 +547,11 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
         (psycopg's execute, rows as dicts) that read took about 350
         microseconds for one other command's events, most of it in the client.
         """
-        if self.datastore.originator_id_type == "uuid":
-            stream = originator_id.bytes
-        else:
-            stream = str(originator_id).encode()
-        parameters = [stream, INT8.pack(version)]
+        parameters = [stream_parameter(originator_id, self.datastore.originator_id_type), INT8.pack(version)]
         result = run_on_lent_connection(
             self.datastore, SELECT_AFTER_STATEMENT, self.select_after_query, self.select_after_types, parameters
         )
-        return [
-            StoredEvent(
-                originator_id=originator_id,
-                originator_version=INT8.unpack(result.get_value(row, 0))[0],
-                topic=result.get_value(row, 1).decode(),
-                state=result.get_value(row, 2),
-            )
-            for row in range(result.ntuples)
-        ]
+        return stored_events_of(result, originator_id)
 
     def high_water_mark(self) -> int:
         """Return the notification id up to which the log is complete (0 for an empty log).
@@ -389,6 +569,82 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
             explain_missing_function(error, self.high_water_mark_function)
             raise
         return 0 if row is None or row["head"] is None else int(row["head"])
+
+
+class Turn:
+    """A writer's turn on one stream, taken by ``OrderedInsertRecorder.take_turn``, on a connection it keeps until it ends."""
+
+    def __init__(
+        self, recorder: OrderedInsertRecorder, connection: psycopg.Connection, originator_id: Any, key: int, result: Any
+    ) -> None:
+        self.recorder = recorder
+        self.connection = connection
+        self.originator_id = originator_id
+        self.ended = False
+        # The stream's events stored after the version the turn was asked for, in order.
+        self.missed = stored_events_of(result, originator_id)
+        self.release_query = f"SELECT pg_advisory_unlock({TURN_CLASS}, {key})".encode()
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], while_waiting: Callable[[], None] | None = None, end: bool = False
+    ) -> list[int]:
+        """Append the events in the turn, and with ``end`` end it in the same round trip; return their notification ids.
+
+        ``while_waiting`` is called once, as for the recorder's insert_events.
+        """
+        if self.ended:
+            raise RuntimeError("the turn has ended")
+        recorder = self.recorder
+        once = call_once(while_waiting)
+        connection = self.connection
+        id_type = recorder.datastore.originator_id_type
+        types = column_types(id_type)
+        try:
+            columns = binary_columns(stored_events, id_type, connection.info.encoding)
+            if not end:
+                appended = run_prepared(connection, TURN_APPEND_STATEMENT, recorder.turn_append_query, types, columns, once)
+            else:
+                try:
+                    appended, released = run_prepared_then(
+                        connection, TURN_APPEND_STATEMENT, columns, self.release_query, once
+                    )
+                    if released.status != pq.ExecStatus.TUPLES_OK:
+                        connection.close()
+                    elif failed_for_missing_statement(appended):
+                        # The turn has ended: prepare its append for the next turn, and append without one.
+                        raise_for_error(connection.pgconn.prepare(TURN_APPEND_STATEMENT, recorder.turn_append_query, types), connection)
+                        self._give_back()
+                        return recorder._insert_events(stored_events, once)
+                finally:
+                    self._give_back()
+                raise_for_error(appended, connection)
+            return recorder.appended_ids(appended, stored_events)
+        except psycopg.Error as error:
+            if not connection.closed or isinstance(error, psycopg.DatabaseError) and error.sqlstate:
+                raise persistence_error(error) from error
+            # The lost connection ended the turn, and whether the events were stored is not known.
+            self._give_back()
+            return recorder._insert_events(stored_events, once)
+
+    def _give_back(self) -> None:
+        """Mark the turn ended, with its lock released or its connection closed, and give the connection back to the pool."""
+        if not self.ended:
+            self.ended = True
+            self.recorder.datastore.pool.putconn(self.connection)
+
+    def end(self) -> None:
+        """End the turn, unless it has ended, and give its connection back to the pool."""
+        if self.ended:
+            return
+        connection = self.connection
+        if not connection.closed and connection.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            try:
+                connection.execute(self.release_query)
+            except psycopg.Error:
+                connection.close()
+        else:
+            connection.close()
+        self._give_back()
 
 
 class SnapshotRecorder(PostgresAggregateRecorder):

@@ -120,7 +120,9 @@ def test_contended_network_read_before_commands(
     # reads the new events before each command and collides no more.
     assert second.conflict_retries == 1
     # Past the window, second runs on its cached network again and collides.
+    # On PostgreSQL, turns then end with each command, so that first does not hold one when second appends.
     monkeypatch.setattr(application, "CONTENDED_SECONDS", 0.0)
+    monkeypatch.setattr(application, "TURN_LEASE", 0.0)
     second._contended_until.clear()
     first.create_container("web", context("x"), "x")
     second.create_container("web", context("y"), "y")

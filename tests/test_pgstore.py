@@ -28,7 +28,7 @@ from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
 from ledger.errors import StorageError
-from ledger.pgstore import APPEND_STATEMENT, binary_columns, column_types
+from ledger.pgstore import APPEND_STATEMENT
 from ledger.pgwire import run_prepared
 from ledger.storage import environment_for
 from projections.compare import compare_stored
@@ -69,14 +69,14 @@ def open_append(ledger: Ledger, url: str, network: str, container_id: str) -> ps
     aggregate.create_from_pool(container_id, context(container_id))
     stored = [ledger.mapper.to_stored_event(event) for event in aggregate.collect_events()]
     recorder = ledger.recorder
-    types = column_types("uuid")
+    types = recorder.append_types
     connection = psycopg.connect(url)
     # Prepared outside the transaction: a failed first try inside it would abort it.
     prepared = connection.pgconn.prepare(APPEND_STATEMENT, recorder.append_query, types)
     assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK, prepared.error_message
     connection.execute("SELECT 1")  # psycopg begins a transaction, which the append joins
-    columns = binary_columns(stored, "uuid", connection.info.encoding)
-    run_prepared(connection, APPEND_STATEMENT, recorder.append_query, types, columns)
+    parameters = recorder.append_parameters(stored, connection.info.encoding)
+    run_prepared(connection, APPEND_STATEMENT, recorder.append_query, types, parameters)
     return connection
 
 
@@ -172,7 +172,11 @@ def test_open_leaves_functions_unchanged(postgres_url: str) -> None:
 
     Ledger(env=environment_for(postgres_url)).close()
 
-    assert [name for name, _ in before] == ["netledger_append_events_uuid", "netledger_high_water_mark_uuid"]
+    assert [name for name, _ in before] == [
+        "netledger_append_events_uuid",
+        "netledger_high_water_mark_uuid",
+        "netledger_take_turn_uuid",
+    ]
     assert function_row_versions(postgres_url) == before
 
 
