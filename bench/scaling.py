@@ -4,7 +4,9 @@ Each writer is a process of its own with its own ``Ledger``, running
 create-then-destroy commands for a fixed time. The writers start together
 after they have connected and warmed up. The total rate of four writers is
 compared with the rate of one writer measured in the same run: on four
-networks, and on one network, where writers collide and retry. After the
+networks, and on one network, where writers collide and then take turns.
+The same-network figure also reports the fewest and the most commands one
+writer ran in one run, which shows whether the turns were fair. After the
 same-network run the network is reloaded and its invariants are checked.
 """
 
@@ -13,12 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
-
-import psycopg
+from typing import Any
 
 from bench.common import Measured, Result, RunContext, Target, command_context, ledger_on, new_database
 from ledger import errors
@@ -43,40 +41,21 @@ class WriterOutcome:
     commands: int
     refused: int
     retries: int
+    turns: int
     seconds: float
 
 
 @dataclass(frozen=True)
 class WriterPlan:
-    """The settings of each writer: for how long, with which library settings, and whether writers of one network take turns.
-
-    ``take_turns`` holds a PostgreSQL advisory lock on the network's name
-    around each command, as a ledger could do to serialize the writers of
-    one network instead of letting them collide and retry.
-    """
+    """The settings of each writer: for how long, and with which library settings."""
 
     seconds: float
     settings: tuple[tuple[str, str], ...] = ()
-    take_turns: bool = False
-
-
-@contextmanager
-def turn(connection: Optional[psycopg.Connection], network: str) -> Iterator[None]:
-    """Hold the network's advisory lock inside the block (no lock without a connection)."""
-    if connection is None:
-        yield
-        return
-    connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (network,))
-    try:
-        yield
-    finally:
-        connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (network,))
 
 
 def writer(url: str, network: str, prefix: str, plan: WriterPlan, barrier: Any, outcomes: Any) -> None:
     """Run create-then-destroy commands on ``network`` for ``plan.seconds`` once every writer is ready (in a process)."""
     commands = refused = 0
-    lock_connection = psycopg.connect(url, autocommit=True) if plan.take_turns else None
     with ledger_on(url, **WRITER_SETTINGS, **dict(plan.settings)) as ledger:
         ledger.network(network)
         barrier.wait(READY_TIMEOUT)
@@ -87,18 +66,14 @@ def writer(url: str, network: str, prefix: str, plan: WriterPlan, barrier: Any, 
             container_id = f"{prefix}-{index}"
             index += 1
             try:
-                with turn(lock_connection, network):
-                    ledger.create_container(network, command_context(), container_id)
+                ledger.create_container(network, command_context(), container_id)
                 commands += 1
-                with turn(lock_connection, network):
-                    ledger.destroy_container(network, container_id, command_context())
+                ledger.destroy_container(network, container_id, command_context())
                 commands += 1
             except errors.ConcurrentUpdate:
                 refused += 1
         elapsed = time.perf_counter() - start
-        outcomes.put(WriterOutcome(commands, refused, ledger.conflict_retries, elapsed))
-    if lock_connection is not None:
-        lock_connection.close()
+        outcomes.put(WriterOutcome(commands, refused, ledger.conflict_retries, ledger.turns_taken, elapsed))
 
 
 def run_writers(url: str, networks: list[str], plan: WriterPlan) -> list[WriterOutcome]:
@@ -193,6 +168,9 @@ def run_same_network(ctx: RunContext) -> Result:
         "one_writer": Measured(single, "commands/s"),
         "four_writers": Measured(four, "commands/s"),
         "conflict_retries": Measured(sum(outcome.retries for outcome in outcomes), "retries"),
+        "turns_taken": Measured(sum(outcome.turns for outcome in outcomes), "turns"),
+        "fewest_by_one_writer": Measured(min(outcome.commands for outcome in outcomes), "commands"),
+        "most_by_one_writer": Measured(max(outcome.commands for outcome in outcomes), "commands"),
         "refused_after_retries": Measured(sum(outcome.refused for outcome in outcomes), "commands"),
         "invariant_violations": Measured(0 if violation is None else 1, "violations"),
         "containers_left": Measured(containers, "containers"),
