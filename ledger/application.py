@@ -145,8 +145,9 @@ class Ledger(Application):
         self._contended_until: dict[UUID, float] = {}
         # Whether the recorder can apply a command's events while it stores them (PostgreSQL).
         self._applies_while_waiting = bool(getattr(self.recorder, "applies_while_waiting", False))
-        # Whether writers of one network can take turns on it (PostgreSQL).
-        self._takes_turns = hasattr(self.recorder, "take_turn")
+        # Whether writers of one network can take turns on it (PostgreSQL). A turn keeps one of the
+        # pool's connections between commands, and a snapshot written meanwhile needs another.
+        self._takes_turns = hasattr(self.recorder, "take_turn") and self.recorder.datastore.pool.max_size >= 2
         # Until when (time.monotonic()) this process appends to each network without turns.
         self._turns_off_until: dict[UUID, float] = {}
         # The turn this Ledger holds between commands, and until when (time.monotonic()) it keeps it.

@@ -199,6 +199,19 @@ def test_lost_connection_ends_the_turn(postgres_url: str) -> None:
     other.close()
 
 
+def test_one_connection_pool_takes_no_turns(postgres_url: str) -> None:
+    # A turn keeps a connection between commands, and a snapshot written meanwhile would wait for another.
+    ledger = Ledger(env={**environment_for(postgres_url), "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "0"})
+    ledger.create_network(NETWORK, [parse_range("10.4.0.0/24")], [], "lowest", context("net"))
+    ledger._contended_until[network_id(NETWORK)] = time.monotonic() + 60
+
+    created = ledger.create_container(NETWORK, context("a"), "a")
+
+    assert str(created.ip) == "10.4.0.1"
+    assert ledger.turns_taken == 0
+    ledger.close()
+
+
 def test_colliding_writers_take_turns(postgres_url: str) -> None:
     first = open_ledger(postgres_url, create=True)
     ledgers = [first] + [open_ledger(postgres_url) for _ in range(WRITERS - 1)]
