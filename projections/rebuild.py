@@ -11,12 +11,14 @@ are the ones catching up uses, so both ways give the same rows.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,30 +99,32 @@ def rebuild(models: ReadModels, names: list[str], progress: Progress | None = No
     """Replace the named read models with the whole log replayed into staging; return the events each applied.
 
     On a log of PARALLEL_FROM events or more in a store that another process
-    can open, the address history is staged in a second process while this
-    one stages the rest, so a rebuild uses two cores. Each process reads and
-    decodes the log itself.
+    can open, the address history is staged in a second process
+    (``projections.rebuild_helper``) while this one stages the rest, so a
+    rebuild uses two cores. Each process reads and decodes the log itself.
     """
     head = models.head()
-    in_child = [name for name in names if name in SECOND_PROCESS]
+    in_helper = [name for name in names if name in SECOND_PROCESS]
     in_this_process = [name for name in names if name not in SECOND_PROCESS]
-    if not (in_child and in_this_process and head >= PARALLEL_FROM and _shareable(models)):
-        return _rebuild_here(models, names, head, progress)
-    context = multiprocessing.get_context("spawn")
-    helper = context.Process(
-        target=_rebuild_in_child, args=(dict(models.ledger.env), in_child, head), name="netledger-rebuild", daemon=True
+    if not (in_helper and in_this_process and head >= PARALLEL_FROM and _shareable(models)):
+        return rebuild_here(models, names, head, progress)
+    helper = subprocess.Popen(
+        [sys.executable, "-m", "projections.rebuild_helper", str(head), *in_helper], stdin=subprocess.PIPE
     )
-    helper.start()
     try:
-        applied = _rebuild_here(models, in_this_process, head, progress)
-        helper.join()
+        assert helper.stdin is not None
+        # A helper that failed at start has closed its end, and its exit status reports that below.
+        with suppress(BrokenPipeError), helper.stdin:
+            helper.stdin.write(json.dumps(dict(models.ledger.env)).encode())
+        applied = rebuild_here(models, in_this_process, head, progress)
+        exit_status = helper.wait()
     finally:
-        if helper.is_alive():
+        if helper.poll() is None:
             helper.terminate()
-            helper.join()
-    if helper.exitcode != 0:
+            helper.wait()
+    if exit_status != 0:
         raise StorageError(
-            f"rebuilding {', '.join(in_child)} in a second process failed (exit status {helper.exitcode}); "
+            f"rebuilding {', '.join(in_helper)} in a second process failed (exit status {exit_status}); "
             "see its log above, then run 'netledger projections rebuild' again"
         )
     return dict.fromkeys(names, next(iter(applied.values())))
@@ -131,18 +135,8 @@ def _shareable(models: ReadModels) -> bool:
     return "mode=memory" not in str(models.ledger.env.get("SQLITE_DBNAME", ""))
 
 
-def _rebuild_in_child(env: dict[str, str], names: list[str], head: int) -> None:
-    from ledger.application import Ledger
-    from projections.runner import ReadModels
-
-    ledger = Ledger(env=env)
-    try:
-        _rebuild_here(ReadModels(ledger), names, head, None)
-    finally:
-        ledger.close()
-
-
-def _rebuild_here(models: ReadModels, names: list[str], head: int, progress: Progress | None) -> dict[str, int]:
+def rebuild_here(models: ReadModels, names: list[str], head: int, progress: Progress | None) -> dict[str, int]:
+    """Replace the named read models with the log up to ``head`` staged in this process; return the events each applied."""
     with tempfile.TemporaryDirectory(prefix="netledger-rebuild-") as directory:
         connection = sqlite3.connect(Path(directory) / "staging.db", isolation_level=None)
         with closing(connection):

@@ -8,6 +8,7 @@ repaired by a rebuild.
 from __future__ import annotations
 
 import itertools
+import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from ledger.addresses import parse_address, parse_range, parse_subnet
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StorageError
 from ledger.storage import environment_for
 from projections.compare import compare_stored, compare_with_replay
 from projections.queries import free_space, occupancy_of
@@ -272,21 +273,38 @@ def test_two_process_rebuild_matches_catch_up(
     models.catch_up()
     caught_up = table_rows(models)
     monkeypatch.setattr(projections.rebuild, "PARALLEL_FROM", 1)
-    started = []
-    spawn = projections.rebuild.multiprocessing.get_context
+    started: list[list[str]] = []
+    popen = projections.rebuild.subprocess.Popen
 
-    def counting_context(method: str) -> Any:
-        started.append(method)
-        return spawn(method)
+    def counting_popen(command: list[str], **options: Any) -> Any:
+        started.append(command)
+        return popen(command, **options)
 
-    monkeypatch.setattr(projections.rebuild.multiprocessing, "get_context", counting_context)
+    monkeypatch.setattr(projections.rebuild.subprocess, "Popen", counting_popen)
     for model in models.models.values():
         model.view.reset()
 
     # The staged rebuild alone, without the catch-up that ReadModels.rebuild runs after it.
     applied = projections.rebuild.rebuild(models, list(NAMES))
 
-    assert started == ["spawn"]
+    [command] = started
+    assert command[1:3] == ["-m", "projections.rebuild_helper"]
+    assert command[4:] == ["address_history"]
     assert table_rows(models) == caught_up
     assert set(applied) == set(NAMES)
     assert all(model.view.position() == models.head() for model in models.models.values())
+
+
+def test_failed_helper_process_is_reported(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    import projections.rebuild
+
+    network = f"n{uuid.uuid4().hex[:10]}"
+    ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
+    models = ReadModels(ledger, batch_size=5)
+    monkeypatch.setattr(projections.rebuild, "PARALLEL_FROM", 1)
+    # A helper that exits with status 1 before it reads its settings.
+    monkeypatch.setattr(projections.rebuild.sys, "executable", shutil.which("false"))
+
+    with pytest.raises(StorageError, match="address_history in a second process failed .exit status 1."):
+        projections.rebuild.rebuild(models, list(NAMES))
+
