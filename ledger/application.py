@@ -455,7 +455,13 @@ class Ledger(Application):
             self._end_turn()
         if not contended or not self._takes_turns or self._turns_off(network):
             return None
-        turn = self.recorder.take_turn(network.id, network.version)  # type: ignore[attr-defined]
+        try:
+            turn = self.recorder.take_turn(network.id, network.version)  # type: ignore[attr-defined]
+        except errors.TurnsUnavailable as error:
+            # Turns make writers fair and faster, but correctness rests on the stream's version.
+            self._takes_turns = False
+            log.warning("writers of a network take no turns: %s", error)
+            return None
         if turn is None:
             self._turns_off_until[network.id] = time.monotonic() + TURNS_OFF_SECONDS
             log.warning(

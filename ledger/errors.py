@@ -32,6 +32,10 @@ class StorageError(LedgerError):
     exit_code = 3
 
 
+class TurnsUnavailable(StorageError):
+    """The database lacks the function with which writers of a network take turns, so they append without turns."""
+
+
 class Refused(LedgerError):
     """A command whose precondition in the model does not hold.
 

@@ -87,7 +87,7 @@ import psycopg
 from psycopg import pq
 from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
-from ledger.errors import StorageError
+from ledger.errors import StorageError, TurnsUnavailable
 from ledger.pgwire import (
     ARRAY_OIDS,
     BYTEA_OID,
@@ -531,7 +531,10 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
             pool.putconn(connection)
             library_error = persistence_error(error)
             if isinstance(library_error, ProgrammingError):
-                explain_missing_function(library_error, self.take_turn_function)
+                try:
+                    explain_missing_function(library_error, self.take_turn_function)
+                except StorageError as missing:
+                    raise TurnsUnavailable(str(missing)) from None
             raise library_error from error
         except BaseException:
             pool.putconn(connection)

@@ -8,8 +8,9 @@ promises: an append without the turn stores nothing while another writer
 holds it, a writer that waited reads every event stored up to the moment
 it got the turn, the turn's last append ends it, a turn that nobody uses
 ends by itself, a lost connection ends it, a holder that stopped delays
-the other writers but does not stop them, and writers that collide end up
-taking turns with no address given twice.
+the other writers but does not stop them, a database without the turn's
+function means no turns, and writers that collide end up taking turns
+with no address given twice.
 """
 
 from __future__ import annotations
@@ -209,6 +210,25 @@ def test_one_connection_pool_takes_no_turns(postgres_url: str) -> None:
 
     assert str(created.ip) == "10.4.0.1"
     assert ledger.turns_taken == 0
+    ledger.close()
+
+
+def test_missing_turn_function_means_no_turns(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # A database set up by a version without turns, opened by a role that may not create functions.
+    open_ledger(postgres_url, create=True).close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP FUNCTION netledger_take_turn_uuid(uuid, bigint, integer, integer)")
+    ledger = Ledger(env=environment_for(postgres_url + "?create_tables=no"))
+    ledger._contended_until[network_id(NETWORK)] = time.monotonic() + 60
+
+    first = ledger.create_container(NETWORK, context("a"), "a")
+    second = ledger.create_container(NETWORK, context("b"), "b")
+
+    assert (str(first.ip), str(second.ip)) == ("10.4.0.1", "10.4.0.3")
+    assert ledger.turns_taken == 0
+    warnings = [record.getMessage() for record in caplog.records if "take no turns" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "run 'netledger db init'" in warnings[0]
     ledger.close()
 
 
