@@ -62,10 +62,11 @@ def take_turn(ledger: Ledger) -> Turn | None:
 
 
 def turn_locks(url: str, granted: bool) -> int:
-    """Return how many sessions hold (or wait for) a turn lock."""
+    """Return how many sessions hold (or wait for) a turn lock in the test's database."""
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s AND granted = %s",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s AND granted = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (TURN_CLASS, granted),
         ).fetchone()
     return 0 if row is None else int(row[0])
