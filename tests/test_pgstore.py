@@ -51,7 +51,8 @@ def reader_waits_for_appends(url: str) -> bool:
     """Return whether a session is waiting for the appenders' advisory lock."""
     with psycopg.connect(url, autocommit=True) as connection:
         row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' "
+            "AND datname = current_database()"
         ).fetchone()
     return row is not None and row[0] > 0
 
