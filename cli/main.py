@@ -34,6 +34,11 @@ app.add_typer(db.app, name="db")
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Options that each command takes, and that users also put before the command name.
+COMMAND_OPTION_EXAMPLES = {
+    "--db": "netledger network list --db URL",
+    "--json": "netledger network list --json",
+}
 
 
 def main() -> None:
@@ -68,6 +73,9 @@ def run(arguments: list[str]) -> int:
         context = getattr(error, "ctx", None)
         path = context.command_path if context is not None else "netledger"
         message = error.format_message().rstrip(".")  # type: ignore[attr-defined]
+        example = COMMAND_OPTION_EXAMPLES.get(getattr(error, "option_name", None) or "")
+        if path == "netledger" and example is not None:
+            message += f"; options such as this one go after the command, as in '{example}'"
         typer.echo(f"error: {message}; see '{path} --help'", err=True)
         return int(error.exit_code)  # type: ignore[attr-defined]
     return result if isinstance(result, int) else 0

@@ -38,3 +38,16 @@ def test_usage_error_is_one_line(
         assert ledger.event_count() == 0
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("option", ["--db", "--json"])
+def test_command_option_before_command_shows_where(capsys: pytest.CaptureFixture[str], option: str) -> None:
+    status = run([option, "x", "network", "list"] if option == "--db" else [option, "network", "list"])
+    output, errors = capsys.readouterr()
+
+    assert status == 2
+    assert output == ""
+    (line,) = errors.splitlines()
+    assert line.startswith(f"error: No such option: {option}")
+    assert f"go after the command, as in 'netledger network list {option}" in line
+
