@@ -96,6 +96,18 @@ class PostgresViewStore(ViewStore, PostgresTrackingRecorder):
             position = self._max_tracking_id(APPLICATION_NAME, cursor) or 0
             return position, steps(PostgresSession(cursor, self._render))
 
+    def can_replace(self) -> bool:
+        """Return whether the current role owns the view's tables (or is a member of their owner), as DROP TABLE needs."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                "SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) AS owner "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s)",
+                (self.datastore.schema or "public", list(self.schema.tables)),
+            )
+            row = cursor.fetchone()
+        return row is not None and row["owner"] is not False
+
     def reset(self) -> None:
         self.replace(0, {})
 

@@ -44,6 +44,13 @@ MAX_ATTEMPTS = 8
 # behind the writers, and logs a warning. The figure is a choice, not a measurement.
 LAG_WARNING = 10_000
 Progress = Callable[[int, int], None]
+# A catch-up applies each event with a few statements against the database:
+# 2,200 events/s on a 2-core machine with PostgreSQL beside it, where a
+# rebuild staged 17,000 events/s for a 20,000-event log and 30,000 for
+# 100,000. A catch-up that finds a read model REBUILD_FROM or more events
+# behind, and at least 1/REBUILD_SHARE of the log, rebuilds it instead.
+REBUILD_FROM = 10_000
+REBUILD_SHARE = 8
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,16 @@ class ReadModels:
         return self.models[name].view.read(steps)
 
     def catch_up(self, progress: Progress | None = None) -> dict[str, int]:
-        """Apply every event stored now to every read model; return how many each applied."""
+        """Apply every event stored now to every read model; return how many each applied.
+
+        Read models far behind the log are rebuilt instead (REBUILD_FROM),
+        where this process may replace their tables.
+        """
         head = self.head()
+        far_behind = [name for name, model in self.models.items() if _worth_rebuilding(head, model.view.position())]
+        if far_behind and all(self.models[name].view.can_replace() for name in far_behind):
+            log.info("read models %s are far behind the log (head %d); rebuilding them", ", ".join(far_behind), head)
+            return self.rebuild(far_behind, progress)
         applied = dict.fromkeys(self.models, 0)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -153,11 +168,23 @@ class ReadModels:
         """
         from projections.rebuild import rebuild as rebuild_staged
 
+        denied = [name for name in names if not self.models[name].view.can_replace()]
+        if denied:
+            raise StorageError(
+                f"cannot rebuild {', '.join(denied)}: this database role does not own their tables, "
+                "and a rebuild replaces them; run it as the tables' owner (the role that ran 'netledger db init')"
+            )
         log.info("rebuilding %s from the log", ", ".join(names))
         applied = rebuild_staged(self, names, progress)
         for name, count in self.catch_up().items():
             applied[name] = applied.get(name, 0) + count
         return applied
+
+
+def _worth_rebuilding(head: int, position: int) -> bool:
+    """Return whether a read model at ``position`` is far enough behind ``head`` to rebuild it rather than catch up."""
+    behind = head - position
+    return behind >= REBUILD_FROM and behind * REBUILD_SHARE >= head
 
 
 def _create_tables(store: ViewStore) -> None:

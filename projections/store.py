@@ -106,6 +106,10 @@ class ViewStore(TrackingRecorder, ABC):
         with ``PositionMoved``.
         """
 
+    def can_replace(self) -> bool:
+        """Return whether this connection may drop and create the view's tables, as ``replace`` does."""
+        return True
+
     def position(self) -> int:
         """Return the notification id of the last event this read model applied (0 for none)."""
         return self.max_tracking_id(APPLICATION_NAME) or 0

@@ -1,0 +1,130 @@
+"""A catch-up far behind the log rebuilds the read models instead.
+
+A catch-up applies each event with a few statements against the database,
+a rebuild stages the whole log in a file first and is several times faster
+per event. ``ReadModels.catch_up`` therefore rebuilds a read model that is
+``REBUILD_FROM`` or more events, and at least 1/``REBUILD_SHARE`` of the
+log, behind. These tests lower the threshold and check that both ways
+give the same rows and that a small backlog is caught up. A role that
+does not own the read models' tables catches up instead, and its
+explicit rebuild fails at once with advice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+import projections.runner
+from cli.main import app
+from ledger.addresses import parse_range
+from ledger.aggregate import CommandContext
+from ledger.application import Ledger
+from ledger.errors import StorageError
+from ledger.storage import environment_for
+from projections.compare import compare_stored
+from projections.runner import NAMES, ReadModels
+
+COMMANDS = 30
+runner = CliRunner()
+
+
+def context(request_id: str) -> CommandContext:
+    return CommandContext(actor="catch-up-test", request_id=request_id)
+
+
+def fill(ledger: Ledger, network: str, commands: int) -> None:
+    for number in range(commands):
+        ledger.create_container(network, context(f"{network}-{number}"), f"{network}-{number}")
+
+
+def counting_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    rebuilt: list[list[str]] = []
+    rebuild = ReadModels.rebuild
+
+    def counting(self: ReadModels, names: list[str], progress: Any = None) -> dict[str, int]:
+        rebuilt.append(list(names))
+        return rebuild(self, names, progress)
+
+    monkeypatch.setattr(ReadModels, "rebuild", counting)
+    return rebuilt
+
+
+def test_far_behind_models_are_rebuilt(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
+    ledger = Ledger(env=environment_for(db_url))
+    ledger.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
+    fill(ledger, "web", COMMANDS)
+    models = ReadModels(ledger)
+    rebuilt = counting_rebuilds(monkeypatch)
+
+    applied = models.catch_up()
+
+    assert rebuilt == [list(NAMES)]
+    assert applied == dict.fromkeys(NAMES, ledger.event_count())
+    assert compare_stored(models) is None
+    ledger.close()
+
+
+def test_small_backlog_is_caught_up(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
+    ledger = Ledger(env=environment_for(db_url))
+    ledger.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
+    fill(ledger, "web", COMMANDS)
+    models = ReadModels(ledger)
+    models.catch_up()
+    before = ledger.event_count()
+    # A few more events: under the threshold, and a small share of the log.
+    ledger.create_container("web", context("late"), "late")
+    rebuilt = counting_rebuilds(monkeypatch)
+
+    applied = models.catch_up()
+
+    assert rebuilt == []
+    assert applied == dict.fromkeys(NAMES, ledger.event_count() - before)
+    assert compare_stored(models) is None
+    ledger.close()
+
+
+@pytest.mark.postgres
+def test_role_without_ownership_catches_up(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
+    login = "netledger_test_login_" + uuid.uuid4().hex[:8]
+    writer = "netledger_test_writer_" + uuid.uuid4().hex[:8]
+    owner = Ledger(env=environment_for(postgres_url))
+    owner.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
+    ReadModels(owner).catch_up()
+    fill(owner, "web", COMMANDS)
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'login-Pa55'")
+    try:
+        assert runner.invoke(app, ["db", "init", "--writer-role", writer, "--db", postgres_url]).exit_code == 0
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"GRANT {writer} TO {login}")
+        parts = urlsplit(postgres_url)
+        as_login = urlunsplit(parts._replace(netloc=f"{login}:login-Pa55@{parts.hostname}:{parts.port or 5432}"))
+        ledger = Ledger(env=environment_for(as_login + "?create_tables=no"))
+        models = ReadModels(ledger)
+        rebuilt = counting_rebuilds(monkeypatch)
+
+        applied = models.catch_up()
+        rebuilt_by_catch_up = list(rebuilt)
+        with pytest.raises(StorageError) as denied:
+            models.rebuild(list(NAMES))
+        ledger.close()
+    finally:
+        owner.close()
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"DROP OWNED BY {writer}")
+            connection.execute(f"DROP ROLE IF EXISTS {login}")
+            connection.execute(f"DROP ROLE IF EXISTS {writer}")
+
+    assert rebuilt_by_catch_up == []
+    assert applied == dict.fromkeys(NAMES, COMMANDS * 3)
+    assert "does not own their tables" in str(denied.value)
+    assert "run it as the tables' owner" in str(denied.value)
