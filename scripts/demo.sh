@@ -43,7 +43,8 @@ for i in $(seq 1 12); do
 done
 show netledger container show prod db-1
 
-step "Forty containers destroyed"
+step "Forty-one containers destroyed: web-001 to web-040 here, then db-12"
+printf '$ for i in 001 ... 040; do netledger container destroy prod "web-$i" --reason "scaled down"; done\n'
 for i in $(seq -f %03g 1 40); do
     netledger container destroy prod "web-$i" --reason "scaled down" >/dev/null
 done
@@ -81,6 +82,7 @@ show netledger events --container web-200
 
 step "Replay: the network as it was before the scale-down"
 before=$(netledger events --network prod --type ContainerDestroyed --limit 1 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["events"][0]["position"] - 1)')
+printf '$ netledger replay prod --position %s --json   (summarized)\n' "$before"
 netledger replay prod --position "$before" --json | python3 -c '
 import json, sys
 state = json.load(sys.stdin)
@@ -90,6 +92,7 @@ print(f"at version {version}: {containers} containers, {allocated} addresses all
 '
 
 step "The containers and the pool usage"
+printf '$ netledger container list prod --json   (summarized; an ip chosen from the pool with --ip counts as pooled)\n'
 netledger container list prod --json | python3 -c '
 import collections, json, sys
 rows = json.load(sys.stdin)
