@@ -601,26 +601,13 @@ class Turn:
         once = call_once(while_waiting)
         connection = self.connection
         id_type = recorder.datastore.originator_id_type
-        types = column_types(id_type)
         try:
             columns = binary_columns(stored_events, id_type, connection.info.encoding)
-            if not end:
-                appended = run_prepared(connection, TURN_APPEND_STATEMENT, recorder.turn_append_query, types, columns, once)
-            else:
-                try:
-                    appended, released = run_prepared_then(
-                        connection, TURN_APPEND_STATEMENT, columns, self.release_query, once
-                    )
-                    if released.status != pq.ExecStatus.TUPLES_OK:
-                        connection.close()
-                    elif failed_for_missing_statement(appended):
-                        # The turn has ended: prepare its append for the next turn, and append without one.
-                        raise_for_error(connection.pgconn.prepare(TURN_APPEND_STATEMENT, recorder.turn_append_query, types), connection)
-                        self._give_back()
-                        return recorder._insert_events(stored_events, once)
-                finally:
-                    self._give_back()
-                raise_for_error(appended, connection)
+            if end:
+                return self._append_and_end(stored_events, columns, once)
+            appended = run_prepared(
+                connection, TURN_APPEND_STATEMENT, recorder.turn_append_query, column_types(id_type), columns, once
+            )
             return recorder.appended_ids(appended, stored_events)
         except psycopg.Error as error:
             if not connection.closed or isinstance(error, psycopg.DatabaseError) and error.sqlstate:
@@ -628,6 +615,30 @@ class Turn:
             # The lost connection ended the turn, and whether the events were stored is not known.
             self._give_back()
             return recorder._insert_events(stored_events, once)
+
+    def _append_and_end(
+        self, stored_events: Sequence[StoredEvent], columns: list[bytes], once: Callable[[], None]
+    ) -> list[int]:
+        """Append the events and release the turn in one round trip, then give the connection back."""
+        connection, recorder = self.connection, self.recorder
+        appended: Any = None
+        try:
+            appended, released = run_prepared_then(connection, TURN_APPEND_STATEMENT, columns, self.release_query, once)
+            if released.status != pq.ExecStatus.TUPLES_OK:
+                # The turn may still be held: closing the connection releases it.
+                connection.close()
+            elif failed_for_missing_statement(appended):
+                # The first turn on this connection. Prepare its append for the next one, and append
+                # this time without the turn, which has ended.
+                types = column_types(recorder.datastore.originator_id_type)
+                raise_for_error(connection.pgconn.prepare(TURN_APPEND_STATEMENT, recorder.turn_append_query, types), connection)
+                appended = None
+        finally:
+            self._give_back()
+        if appended is None:
+            return recorder._insert_events(stored_events, once)
+        raise_for_error(appended, connection)
+        return recorder.appended_ids(appended, stored_events)
 
     def _give_back(self) -> None:
         """Mark the turn ended, with its lock released or its connection closed, and give the connection back to the pool."""

@@ -125,6 +125,26 @@ def test_waiting_writer_reads_what_the_holder_stored(postgres_url: str) -> None:
     waiter.close()
 
 
+def test_last_append_prepares_its_statement(postgres_url: str) -> None:
+    holder = open_ledger(postgres_url, create=True)
+    turn = take_turn(holder)
+    assert turn is not None
+    connection = turn.connection
+    connection.execute("DEALLOCATE ALL")
+    before = holder.event_count()
+
+    # Sent in one round trip with the release, the append finds no prepared statement and is sent again alone.
+    ids = turn.insert_events(stored_create(holder, "a"), end=True)
+
+    assert len(ids) == CREATE_EVENTS
+    assert holder.event_count() == before + CREATE_EVENTS
+    assert turn.ended
+    assert turn_locks(postgres_url, granted=True) == 0
+    names = [row["name"] for row in connection.execute("SELECT name FROM pg_prepared_statements").fetchall()]
+    assert "netledger_append_in_turn" in names
+    holder.close()
+
+
 def test_turn_not_free_in_time_gives_none(postgres_url: str) -> None:
     holder = open_ledger(postgres_url, create=True)
     other = open_ledger(postgres_url)
