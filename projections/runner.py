@@ -116,14 +116,18 @@ class ReadModels:
         where this process may replace their tables.
         """
         head = self.head()
-        far_behind = [name for name, model in self.models.items() if _worth_rebuilding(head, model.view.position())]
+        positions = self._positions()
+        far_behind = [name for name, position in positions.items() if _worth_rebuilding(head, position)]
         if far_behind and all(self.models[name].view.can_replace() for name in far_behind):
             log.info("read models %s are far behind the log (head %d); rebuilding them", ", ".join(far_behind), head)
             return self.rebuild(far_behind, progress)
         applied = dict.fromkeys(self.models, 0)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                self._catch_up_to(head, applied, progress)
+                if attempt > 1:
+                    # Another process moved the positions, or the database failed: read them again.
+                    positions = self._positions()
+                self._catch_up_to(head, positions, applied, progress)
                 return applied
             except (PositionMoved, OperationalError) as error:
                 if attempt == MAX_ATTEMPTS and isinstance(error, OperationalError):
@@ -139,8 +143,13 @@ class ReadModels:
             "another process is writing them, retry later"
         )
 
-    def _catch_up_to(self, head: int, applied: dict[str, int], progress: Progress | None) -> None:
-        positions = {name: model.view.position() for name, model in self.models.items()}
+    def _positions(self) -> dict[str, int]:
+        return {name: model.view.position() for name, model in self.models.items()}
+
+    def _catch_up_to(
+        self, head: int, positions: dict[str, int], applied: dict[str, int], progress: Progress | None
+    ) -> None:
+        """Apply the events after each read model's position up to ``head``; ``positions`` changes as they apply."""
         cursor = min(positions.values())
         while cursor < head:
             page = self.ledger.recorder.select_notifications(
