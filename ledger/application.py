@@ -91,7 +91,7 @@ AGGREGATE_CACHE_SIZE = 64
 CONTENDED_SECONDS = 1.0
 
 # On a contended network, writers take turns (see OrderedInsertRecorder.take_turn), in
-# the order they asked. A writer keeps its turn for TURN_LEASE seconds of commands, so
+# the order of their requests. A writer keeps its turn for TURN_LEASE seconds of commands, so
 # that handing the turn on (a lock handed between processes, and a read of the events
 # the next writer missed) is not paid on every command. A turn that its writer stops
 # using ends after twice TURN_LEASE. With four writers on one network of a 2-core

@@ -37,7 +37,7 @@ statement that takes no turn lock, and its last append of the turn sends
 the unlock in the same round trip (``ledger.pgwire.run_prepared_then``).
 Every other append tries the same lock in shared mode, which fails while
 another session holds or waits for it, and then stores nothing. The writer
-gets ``TurnTaken`` and asks for the turn. A writer waits for the turn at
+gets ``TurnTaken`` and requests the turn. A writer waits for the turn at
 most ``turn_timeout`` seconds. The ledger then appends to that stream
 with ``ignore_turn`` for a while (``ledger.application.TURNS_OFF_SECONDS``),
 so that a holder that stopped (a suspended process, say) delays the
@@ -503,7 +503,7 @@ class OrderedInsertRecorder(PostgresApplicationRecorder):
 
         While a writer holds a stream's turn, appends to the stream by
         other writers store nothing and raise ``TurnTaken``, and writers
-        that ask for the turn wait for it, in the order they asked. Return
+        that request the turn wait for it, in the order of their requests. Return
         None, holding nothing, when the turn is not free within
         ``turn_timeout`` seconds or the server cannot be reached: the caller
         then appends without a turn. The turn keeps a connection of the
