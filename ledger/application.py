@@ -460,7 +460,7 @@ class Ledger(Application):
         except errors.TurnsUnavailable as error:
             # Turns make writers fair and faster, but correctness rests on the stream's version.
             self._takes_turns = False
-            log.warning("writers of a network take no turns: %s", error)
+            log.warning("network %s: writers take no turns: %s", network.net.name, error)
             return None
         if turn is None:
             self._turns_off_until[network.id] = time.monotonic() + TURNS_OFF_SECONDS

@@ -163,7 +163,7 @@ def stored_events_of(result: Any, originator_id: Any) -> list[StoredEvent]:
 
 
 def call_once(work: Callable[[], None] | None) -> Callable[[], None]:
-    """Return a function that calls ``work`` the first time it is called and does nothing after, nor ever for None."""
+    """Return a function that calls ``work`` on its first call only, and never when ``work`` is None."""
     calls = [work] if work is not None else []
 
     def once() -> None:
@@ -584,7 +584,7 @@ class Turn:
         self.connection = connection
         self.originator_id = originator_id
         self.ended = False
-        # The stream's events stored after the version the turn was asked for, in order.
+        # The stream's events stored after the version given to take_turn, in order.
         self.missed = stored_events_of(result, originator_id)
         self.release_query = f"SELECT pg_advisory_unlock({TURN_CLASS}, {key})".encode()
 

@@ -6,8 +6,8 @@ commands: it waits for the turn, reads the events it missed, and appends
 milliseconds of commands (``TURN_LEASE``). These tests check what a turn
 promises: an append without the turn stores nothing while another writer
 holds it, a writer that waited reads every event stored up to the moment
-it got the turn, the turn's last append ends it, a turn that nobody uses
-ends by itself, a lost connection ends it, a holder that stopped delays
+it got the turn, the turn's last append ends it, a turn that its writer stops
+using ends by itself, a lost connection ends it, a holder that stopped delays
 the other writers but does not stop them, a database without the turn's
 function means no turns, and writers that collide end up taking turns
 with no address given twice.
