@@ -130,7 +130,7 @@ def rebuild(
         typer.Option(
             "--batch-size", min=1, max=100000,
             help="Events applied per transaction when catching up after the swap "
-            "(the replay itself runs in a staging file).",
+            "(the replay itself runs in memory).",
         ),
     ] = 500,
     db: DbOption = None,
@@ -138,8 +138,9 @@ def rebuild(
 ) -> None:
     """Replay every event into new read-model tables, then swap them in, with a progress bar.
 
-    The replay runs in a temporary staging file, so queries keep reading the
-    old tables until the swap. The events are never touched.
+    The replay runs in memory, with finished rows kept in a temporary file,
+    so queries keep reading the old tables until the swap. The events are
+    never touched.
 
     Example: netledger projections rebuild --projection address_history
     """

@@ -9,6 +9,8 @@ ranges that end just before it and start just after it.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import Any
@@ -17,7 +19,9 @@ from eventsourcing.persistence import Tracking
 
 from ledger.addresses import IPAddress
 from ledger.aggregate import AddressesReleased, GatewayAllocated, IpAllocated, NetworkCreated
+from ledger.intervals import IntervalSet
 from projections.base import ReadModel
+from projections.fold import Fold
 from projections.store import Session, ViewInconsistent, ViewSchema, network_filter
 from projections.values import address_key, key_address, key_value, network_key, text_value
 
@@ -124,6 +128,53 @@ def give_back(session: Session, network_id: str, address: str) -> None:
         session.execute(DELETE_RANGE, (network_id, address_key(value + 1)))
     session.execute(INSERT_RANGE, (network_id, first, last))
     session.execute(COUNT_ALLOCATED, (-1, network_id))
+
+
+class FreeAddressesFold(Fold):
+    """The free-addresses rows of a rebuild: each network's free addresses as an interval set."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        super().__init__(connection)
+        self.free: dict[str, IntervalSet] = {}
+        self.handlers.update({
+            NetworkCreated: self.created,
+            IpAllocated: lambda event, position: self.take(event, position, event.ip),
+            GatewayAllocated: lambda event, position: self.take(event, position, event.gw),
+            AddressesReleased: self.released,
+        })
+
+    def created(self, event: NetworkCreated, position: int) -> None:
+        network_id = network_key(event.originator_id)
+        bounds = [(text_value(first), text_value(last)) for first, last in event.ranges]
+        size = sum(last - first + 1 for first, last in bounds)
+        self.networks[network_id] = [network_id, event.name, event.ip_version, str(size), 0]
+        self.free[network_id] = IntervalSet(bounds)
+
+    def take(self, event: Any, position: int, address: str) -> None:
+        network_id, value = network_key(event.originator_id), text_value(address)
+        free = self.free.get(network_id)
+        if free is None or value not in free:
+            raise self.contradiction(network_id, position, f"allocates {address}, which is not free")
+        free.discard(value)
+        self.networks[network_id][4] += 1
+
+    def released(self, event: AddressesReleased, position: int) -> None:
+        network_id = network_key(event.originator_id)
+        free = self.free.get(network_id)
+        for address in event.addresses:
+            value = text_value(address)
+            if free is None or value in free:
+                raise self.contradiction(network_id, position, f"releases {address}, which is already free")
+            free.add(value)
+            self.networks[network_id][4] -= 1
+
+    def rows(self) -> dict[str, Iterable[Sequence[Any]]]:
+        ranges = (
+            (network_id, address_key(first), address_key(last))
+            for network_id, free in self.free.items()
+            for first, last in free.ranges()
+        )
+        return {"free_addresses_networks": self.networks.values(), "free_addresses_ranges": ranges}
 
 
 def _inconsistent(session: Session, network_id: str, address: str, problem: str) -> ViewInconsistent:

@@ -10,8 +10,11 @@ covers the times ``from <= t < to``; an open one has no ``to``.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import singledispatchmethod
+from itertools import chain
 from typing import Any, Optional
 
 from eventsourcing.persistence import Tracking
@@ -27,6 +30,7 @@ from ledger.aggregate import (
 )
 from ledger.model import GATEWAY_ROLE, IP_ROLE
 from projections.base import ReadModel
+from projections.fold import Fold, RowSpool
 from projections.store import Session, ViewSchema, network_filter
 from projections.values import address_key, network_key, text_value, time_text
 
@@ -164,6 +168,98 @@ def open_tenancy(
             address, container_id, role, time_text(event.timestamp), event.actor,
         ),
     )
+
+
+# The index of the first closing column in a tenancy row and in a life row.
+TENANCY_TO = 8
+LIFE_DESTROYED = 10
+
+
+class AddressHistoryFold(Fold):
+    """The address-history rows of a rebuild.
+
+    Open tenancies and live containers stay in memory, found by address
+    and by container as the handlers' indexes find them. A row that closes
+    goes to a spool, since no later event changes it.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        super().__init__(connection)
+        self.tenancies = RowSpool(connection, "address_history_tenancies", 11)
+        self.lives = RowSpool(connection, "address_history_containers", 14)
+        self.open_by_address: dict[tuple[str, str], list[list[Any]]] = {}
+        self.open_by_container: dict[tuple[str, str], list[list[Any]]] = {}
+        self.live: dict[tuple[str, str], list[list[Any]]] = {}
+        self.handlers.update({
+            NetworkCreated: self.network_created,
+            IpAllocated: lambda event, position: self.open(event, position, event.ip, IP_ROLE),
+            GatewayAllocated: lambda event, position: self.open(event, position, event.gw, GATEWAY_ROLE),
+            ContainerCreated: self.container_created,
+            ContainerDestroyed: self.container_destroyed,
+            AddressesReleased: self.released,
+        })
+
+    def network_created(self, event: NetworkCreated, position: int) -> None:
+        network_id = network_key(event.originator_id)
+        self.networks[network_id] = [network_id, event.name, event.ip_version]
+
+    def open(self, event: LedgerEvent, position: int, address: str, role: str) -> None:
+        network_id, container_id = network_key(event.originator_id), event.container_id
+        key = address_key(text_value(address))
+        row = [key, network_id, position, address, container_id, role, time_text(event.timestamp), event.actor]
+        row += [None, None, None]
+        self.open_by_address.setdefault((network_id, key), []).append(row)
+        if container_id is not None:
+            self.open_by_container.setdefault((network_id, container_id), []).append(row)
+
+    def container_created(self, event: ContainerCreated, position: int) -> None:
+        network_id = network_key(event.originator_id)
+        life = [
+            network_id, event.container_id, position, event.ip, event.subnet, event.gw,
+            "pooled" if event.pooled else "subnet", time_text(event.timestamp), event.actor, event.reason,
+            None, None, None, None,
+        ]
+        self.live.setdefault((network_id, event.container_id), []).append(life)
+        if not event.pooled:
+            self.open(event, position, event.ip, IP_ROLE)
+
+    def container_destroyed(self, event: ContainerDestroyed, position: int) -> None:
+        network_id = network_key(event.originator_id)
+        closing = [position, time_text(event.timestamp), event.actor]
+        for row in self.open_by_container.pop((network_id, event.container_id), ()):
+            self.close(row, closing, self.open_by_address[(network_id, row[0])])
+        for life in self.live.pop((network_id, event.container_id), ()):
+            life[LIFE_DESTROYED:] = [*closing, event.reason]
+            self.lives.append(life)
+
+    def released(self, event: AddressesReleased, position: int) -> None:
+        # As in the handler: a container's release follows its ContainerDestroyed,
+        # which closed its tenancies, so only addresses taken without a container are left.
+        if event.container_id is not None:
+            return
+        network_id = network_key(event.originator_id)
+        closing = [position, time_text(event.timestamp), event.actor]
+        for address in event.addresses:
+            for row in self.open_by_address.pop((network_id, address_key(text_value(address))), ()):
+                if row[4] is not None:
+                    self.open_by_container[(network_id, row[4])].remove(row)
+                self.close(row, closing, None)
+
+    def close(self, row: list[Any], closing: list[Any], still_open: Optional[list[list[Any]]]) -> None:
+        """Close a tenancy, take it out of ``still_open`` (an index's list) and spool it."""
+        row[TENANCY_TO:] = closing
+        if still_open is not None:
+            still_open.remove(row)
+        self.tenancies.append(row)
+
+    def rows(self) -> dict[str, Iterable[Sequence[Any]]]:
+        open_tenancies = (row for rows in self.open_by_address.values() for row in rows)
+        live = (life for lives in self.live.values() for life in lives)
+        return {
+            "address_history_networks": self.networks.values(),
+            "address_history_tenancies": chain(self.tenancies, open_tenancies),
+            "address_history_containers": chain(self.lives, live),
+        }
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ exists while at least one container is in it.
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import singledispatchmethod
 from typing import Any
@@ -27,6 +29,7 @@ from ledger.aggregate import (
     NetworkCreated,
 )
 from projections.base import ReadModel
+from projections.fold import Fold
 from projections.store import Session, ViewSchema, network_filter
 from projections.values import address_key, network_key, subnet_size, text_value, utilisation
 
@@ -81,14 +84,7 @@ class Occupancy(ReadModel):
 
     @apply.register
     def _(self, event: ContainerCreated, tracking: Tracking, session: Session) -> None:
-        subnet = subnet_key = None
-        if not event.pooled:
-            network = ipaddress.ip_network(event.subnet)
-            subnet, subnet_key = str(network), address_key(int(network.network_address))
-        session.execute(
-            "INSERT INTO {occupancy_members} VALUES (?, ?, ?, ?, ?)",
-            (network_key(event.originator_id), event.container_id, subnet, subnet_key, event.ip),
-        )
+        session.execute("INSERT INTO {occupancy_members} VALUES (?, ?, ?, ?, ?)", member_row(event))
 
     @apply.register
     def _(self, event: ContainerDestroyed, tracking: Tracking, session: Session) -> None:
@@ -96,6 +92,53 @@ class Occupancy(ReadModel):
             "DELETE FROM {occupancy_members} WHERE network_id = ? AND container_id = ?",
             (network_key(event.originator_id), event.container_id),
         )
+
+
+def member_row(event: ContainerCreated) -> tuple[str, str, str | None, str | None, str]:
+    """Return the row of ``occupancy_members`` for a created container."""
+    subnet = subnet_key = None
+    if not event.pooled:
+        network = ipaddress.ip_network(event.subnet)
+        subnet, subnet_key = str(network), address_key(int(network.network_address))
+    return network_key(event.originator_id), event.container_id, subnet, subnet_key, event.ip
+
+
+class OccupancyFold(Fold):
+    """The occupancy rows of a rebuild: each network's use count and live containers."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        super().__init__(connection)
+        self.members: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.handlers.update({
+            NetworkCreated: self.created,
+            IpAllocated: lambda event, position: self.count(event, 1),
+            GatewayAllocated: lambda event, position: self.count(event, 1),
+            AddressesReleased: lambda event, position: self.count(event, -len(event.addresses)),
+            ContainerCreated: self.container_created,
+            ContainerDestroyed: self.container_destroyed,
+        })
+
+    def created(self, event: NetworkCreated, position: int) -> None:
+        size = sum(text_value(last) - text_value(first) + 1 for first, last in event.ranges)
+        network_id = network_key(event.originator_id)
+        self.networks[network_id] = [network_id, event.name, event.ip_version, str(size), 0]
+
+    def count(self, event: Any, change: int) -> None:
+        row = self.networks.get(network_key(event.originator_id))
+        if row is not None:
+            row[4] += change
+
+    def container_created(self, event: ContainerCreated, position: int) -> None:
+        row = member_row(event)
+        if row[:2] in self.members:
+            raise self.contradiction(row[0], position, f"creates container {event.container_id}, which exists")
+        self.members[row[:2]] = row
+
+    def container_destroyed(self, event: ContainerDestroyed, position: int) -> None:
+        self.members.pop((network_key(event.originator_id), event.container_id), None)
+
+    def rows(self) -> dict[str, Iterable[Sequence[Any]]]:
+        return {"occupancy_networks": self.networks.values(), "occupancy_members": self.members.values()}
 
 
 @dataclass

@@ -8,7 +8,6 @@ repaired by a rebuild.
 from __future__ import annotations
 
 import itertools
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from ledger.addresses import parse_address, parse_range, parse_subnet
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
-from ledger.errors import LedgerError, StorageError
+from ledger.errors import LedgerError
 from ledger.storage import environment_for
 from projections.compare import compare_stored, compare_with_replay
 from projections.queries import free_space, occupancy_of
@@ -31,7 +30,9 @@ counter = itertools.count()
 
 
 def context() -> CommandContext:
-    return CommandContext(actor=f"actor-{next(counter) % 3}", request_id=str(uuid.uuid4()))
+    number = next(counter)
+    reason = f"reason {number}" if number % 3 else None
+    return CommandContext(actor=f"actor-{number % 3}", request_id=str(uuid.uuid4()), reason=reason)
 
 
 @pytest.fixture
@@ -240,9 +241,15 @@ def table_rows(models: ReadModels) -> dict[str, list[tuple[Any, ...]]]:
     return dumped
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=st.lists(OPERATIONS, min_size=1, max_size=30))
-def test_rebuild_matches_catch_up(ledger: Ledger, operations: list[tuple[Any, ...]]) -> None:
+def test_rebuild_matches_catch_up(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, operations: list[tuple[Any, ...]]
+) -> None:
+    import projections.fold
+
+    # A small spool moves closed rows to its file while the rebuild runs.
+    monkeypatch.setattr(projections.fold, "SPOOL_ROWS", 2)
     for network in (f"n{uuid.uuid4().hex[:10]}", f"m{uuid.uuid4().hex[:10]}"):
         ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
     models = ReadModels(ledger, batch_size=5)
@@ -259,52 +266,65 @@ def test_rebuild_matches_catch_up(ledger: Ledger, operations: list[tuple[Any, ..
     assert all(model.view.position() == models.head() for model in models.models.values())
 
 
-def test_two_process_rebuild_matches_catch_up(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_spooled_rebuild_matches_catch_up(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    import projections.fold
     import projections.rebuild
 
     network = f"n{uuid.uuid4().hex[:10]}"
     ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
     models = ReadModels(ledger, batch_size=5)
     operations = [("create",), ("create_ip", 9), ("create_subnet", SUBNETS[0], 3), ("destroy", 1), ("allocate", 2)]
-    for operation in operations * 4:
+    for operation in [*operations * 4, ("release", 2), ("destroy", 0)]:
         apply_operation(ledger, models, network, operation)
     models.catch_up()
     caught_up = table_rows(models)
-    monkeypatch.setattr(projections.rebuild, "PARALLEL_FROM", 1)
-    started: list[list[str]] = []
-    popen = projections.rebuild.subprocess.Popen
-
-    def counting_popen(command: list[str], **options: Any) -> Any:
-        started.append(command)
-        return popen(command, **options)
-
-    monkeypatch.setattr(projections.rebuild.subprocess, "Popen", counting_popen)
+    # Closed tenancies and lives move to the spool's file every three rows.
+    monkeypatch.setattr(projections.fold, "SPOOL_ROWS", 3)
     for model in models.models.values():
         model.view.reset()
 
-    # The staged rebuild alone, without the catch-up that ReadModels.rebuild runs after it.
+    # The rebuild alone, without the catch-up that ReadModels.rebuild runs after it.
     applied = projections.rebuild.rebuild(models, list(NAMES))
 
-    [command] = started
-    assert command[1:3] == ["-m", "projections.rebuild_helper"]
-    assert command[4:] == ["address_history"]
     assert table_rows(models) == caught_up
-    assert set(applied) == set(NAMES)
+    assert len(caught_up["address_history_tenancies"]) > 6
+    assert applied == dict.fromkeys(NAMES, models.head())
     assert all(model.view.position() == models.head() for model in models.models.values())
 
 
-def test_failed_helper_process_is_reported(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    import projections.rebuild
+def network_events(ledger: Ledger, network: str) -> list[Any]:
+    """Return the decoded events of one network, oldest first."""
+    from ledger.aggregate import network_id
+
+    stored = ledger.recorder.select_events(network_id(network))
+    return [ledger.mapper.to_domain_event(item) for item in stored]
+
+
+def test_folds_refuse_a_log_that_contradicts_itself(ledger: Ledger) -> None:
+    import sqlite3
+
+    from ledger.aggregate import ContainerCreated, IpAllocated, NetworkCreated
+    from projections.fold import LogContradiction
+    from projections.free import FreeAddressesFold
+    from projections.occupancy import OccupancyFold
 
     network = f"n{uuid.uuid4().hex[:10]}"
     ledger.create_network(network, [parse_range("10.0.0.0/28")], [], "lowest", context())
-    models = ReadModels(ledger, batch_size=5)
-    monkeypatch.setattr(projections.rebuild, "PARALLEL_FROM", 1)
-    # A helper that exits with status 1 before it reads its settings.
-    monkeypatch.setattr(projections.rebuild.sys, "executable", shutil.which("false"))
+    ledger.create_container(network, context(), "c1")
+    events = network_events(ledger, network)
+    created = next(event for event in events if isinstance(event, NetworkCreated))
+    allocated = next(event for event in events if isinstance(event, IpAllocated))
+    container = next(event for event in events if isinstance(event, ContainerCreated))
+    connection = sqlite3.connect(":memory:")
 
-    with pytest.raises(StorageError, match="address_history in a second process failed .exit status 1."):
-        projections.rebuild.rebuild(models, list(NAMES))
+    free = FreeAddressesFold(connection)
+    free.apply(created, 1)
+    free.apply(allocated, 2)
+    with pytest.raises(LogContradiction, match=f"position 3 of network {network} allocates 10.0.0.1, which is not free"):
+        free.apply(allocated, 3)
 
+    occupancy = OccupancyFold(connection)
+    occupancy.apply(created, 1)
+    occupancy.apply(container, 4)
+    with pytest.raises(LogContradiction, match=f"position 5 of network {network} creates container c1, which exists"):
+        occupancy.apply(container, 5)
