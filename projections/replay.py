@@ -37,6 +37,8 @@ class ReplayedNetwork:
         self.tenancies: list[list[Any]] = []
         self.open_by_address: dict[str, list[Any]] = {}
         self.containers: list[list[Any]] = []
+        # The lives not yet destroyed, by container id: a destroy must not scan every life of a long history.
+        self.living: dict[str, list[list[Any]]] = {}
 
     def open(self, position: int, event: Any, address: str, role: str, container_id: Optional[str]) -> None:
         # The columns of ``history.TENANCY_COLUMNS``.
@@ -69,10 +71,12 @@ class ReplayedNetwork:
         subnet = None if event.pooled else str(ipaddress.ip_network(event.subnet))
         self.members[event.container_id] = (subnet, event.ip)
         kind = "pooled" if event.pooled else "subnet"
-        self.containers.append([
+        life = [
             event.container_id, position, event.ip, event.subnet, event.gw, kind,
             time_text(event.timestamp), event.actor, event.reason, None, None, None, None,
-        ])
+        ]
+        self.containers.append(life)
+        self.living.setdefault(event.container_id, []).append(life)
         if not event.pooled:
             self.open(position, event, event.ip, IP_ROLE, event.container_id)
 
@@ -81,9 +85,8 @@ class ReplayedNetwork:
         for row in list(self.open_by_address.values()):
             if row[1] == event.container_id:
                 self.close(row, position, event)
-        for life in self.containers:
-            if life[0] == event.container_id and life[9] is None:
-                life[9:13] = [position, time_text(event.timestamp), event.actor, event.reason]
+        for life in self.living.pop(event.container_id, []):
+            life[9:13] = [position, time_text(event.timestamp), event.actor, event.reason]
 
     def exports(self) -> dict[str, dict[str, Any]]:
         """Return this network's state in the forms each read model's ``export`` returns."""
