@@ -227,7 +227,8 @@ class AddressHistoryFold(Fold):
         network_id = network_key(event.originator_id)
         closing = [position, time_text(event.timestamp), event.actor]
         for row in self.open_by_container.pop((network_id, event.container_id), ()):
-            self.close(row, closing, self.open_by_address[(network_id, row[0])])
+            _discard(self.open_by_address, (network_id, row[0]), row)
+            self.close(row, closing)
         for life in self.live.pop((network_id, event.container_id), ()):
             life[LIFE_DESTROYED:] = [*closing, event.reason]
             self.lives.append(life)
@@ -242,14 +243,12 @@ class AddressHistoryFold(Fold):
         for address in event.addresses:
             for row in self.open_by_address.pop((network_id, address_key(text_value(address))), ()):
                 if row[4] is not None:
-                    self.open_by_container[(network_id, row[4])].remove(row)
-                self.close(row, closing, None)
+                    _discard(self.open_by_container, (network_id, row[4]), row)
+                self.close(row, closing)
 
-    def close(self, row: list[Any], closing: list[Any], still_open: Optional[list[list[Any]]]) -> None:
-        """Close a tenancy, take it out of ``still_open`` (an index's list) and spool it."""
+    def close(self, row: list[Any], closing: list[Any]) -> None:
+        """Close a tenancy that no index lists any more, and spool it."""
         row[TENANCY_TO:] = closing
-        if still_open is not None:
-            still_open.remove(row)
         self.tenancies.append(row)
 
     def rows(self) -> dict[str, Iterable[Sequence[Any]]]:
@@ -260,6 +259,17 @@ class AddressHistoryFold(Fold):
             "address_history_tenancies": chain(self.tenancies, open_tenancies),
             "address_history_containers": chain(self.lives, live),
         }
+
+
+def _discard(index: dict[tuple[str, str], list[list[Any]]], key: tuple[str, str], row: list[Any]) -> None:
+    """Remove a row from an index's list, and the key once its list is empty.
+
+    Keys of empty lists would pile up in a pool handed out round-robin, where most allocations take a new address.
+    """
+    rows = index[key]
+    rows.remove(row)
+    if not rows:
+        del index[key]
 
 
 @dataclass(frozen=True)
