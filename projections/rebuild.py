@@ -93,4 +93,3 @@ def _pages(models: ReadModels, head: int) -> Iterator[Sequence[Notification]]:
             yield page
             if last >= head:
                 return
-
