@@ -131,10 +131,12 @@ class InvariantWatch:
     gateway, the distinct subnets in address order, and the containers that
     hold each pool address. Given a state where every invariant held, the
     watch finds a violation after such a change exactly when
-    ``first_violation`` would (``tests/test_invariant_watch.py`` compares the two). The indexes are built from the containers as
-    stored in the state after each event, not from the event, and a count
-    of containers catches a change the events did not announce. ``verify``
-    still runs ``first_violation`` at the end of every stream.
+    ``first_violation`` would, which ``tests/test_invariant_watch.py``
+    checks over random changes. The indexes are built from the containers
+    as stored in the state after each event, not from the event, and a
+    count of containers catches a change the events did not announce.
+    ``verify`` still runs ``first_violation`` at the end of every stream.
+    Each method returns a sentence naming the first violation, or None.
     """
 
     def __init__(self) -> None:
