@@ -72,12 +72,13 @@ def audit_ip(
     from ledger.text import counted
     from projections.queries import address_tenancies
     from projections.runner import ReadModels
-    from projections.values import parse_time
+    from ledger.replay import parse_time
+    from projections.values import time_text
 
     address = guard_input(lambda: parse_address(ip))
     if network is not None:
         guard_input(lambda: parse_network_name(network))
-    moment = guard_input(lambda: parse_time(at)) if at is not None else None
+    moment = time_text(guard_input(lambda: parse_time(at, "--at"))) if at is not None else None
     with open_ledger(db) as ledger:
         found = address_tenancies(ReadModels(ledger), address, network, moment)
     log.info(

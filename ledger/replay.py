@@ -101,7 +101,12 @@ def parse_time(text: str, option: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidInput(
+            f"invalid {option} time {text!r}: in UTC it falls outside the years 1 to 9999"
+        ) from None
 
 
 def parse_position(text: str, option: str) -> int:

@@ -19,7 +19,6 @@ from functools import lru_cache
 from uuid import UUID
 
 from ledger.addresses import IPAddress, IPNetwork, WIDEST_PREFIX_WITHOUT_RESERVED, address_from_int
-from ledger.errors import InvalidInput
 
 KEY_DIGITS = 32
 
@@ -61,18 +60,6 @@ def time_text(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def parse_time(text: str, label: str = "--at time") -> str:
-    """Parse an ISO 8601 time given by a user (naive means UTC) into its stored form."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput(
-            f"invalid {label} {text!r}: expected ISO 8601 such as 2024-05-01T12:30:00Z "
-            "or 2024-05-01 12:30:00+02:00 (a time without an offset is read as UTC)"
-        ) from None
-    return time_text(moment)
 
 
 def subnet_size(subnet: IPNetwork) -> int:
