@@ -92,7 +92,9 @@ def environment_for(url: str, *, create: bool = True, create_directory: bool = T
 
 
 def _sqlite_environment(url: str, netloc: str, path: str, create: bool, create_directory: bool) -> dict[str, str]:
-    if netloc or not path.startswith("/") or path == "/":
+    # urlsplit gives sqlite:/tmp/x the same path as sqlite:///tmp/x, where the path is relative.
+    has_empty_authority = url.strip()[len("sqlite:"):].startswith("//")
+    if netloc or not has_empty_authority or not path.startswith("/") or path == "/":
         raise InvalidInput(
             f"invalid database URL {redact(url)}: a SQLite URL is sqlite:///relative/path "
             "or sqlite:////absolute/path"

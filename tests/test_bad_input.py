@@ -170,6 +170,7 @@ CASES: list[tuple[Args, int, str]] = [
     ("network list --db http://example.invalid/x", 2, "use sqlite:///PATH or postgresql://"),
     ("network list --db postgresql://u:pw@127.0.0.1:1/db?connect_timeout=1", 3, "port 1 failed: Connection refused"),
     ("network list --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
+    ("network list --db sqlite:/tmp/x.db", 2, "a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path"),
     ("network create n1 --pool 10.0.0.0/24 --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("container create web --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("events --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
