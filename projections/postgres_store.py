@@ -44,6 +44,9 @@ class PostgresSession(Session):
 class PostgresViewStore(ViewStore, PostgresTrackingRecorder):
     """One read model's tables and tracking table in the ledger's PostgreSQL database."""
 
+    # Measured on a 2-core machine: a catch-up applied 1,500 to 1,600 events/s, a rebuild 30,000 to 35,000.
+    rebuild_share = 15
+
     def __init__(self, datastore: PostgresDatastore, schema: ViewSchema) -> None:
         super().__init__(datastore, tracking_table_name=schema.tracking_table)
         if not datastore.single_row_tracking:

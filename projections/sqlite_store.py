@@ -43,6 +43,9 @@ class SQLiteSession(Session):
 class SQLiteViewStore(ViewStore, SQLiteTrackingRecorder):
     """One read model's tables and tracking table in the ledger's SQLite database."""
 
+    # Measured on a 2-core machine: a catch-up applied 7,700 to 8,000 events/s, a rebuild about 30,000.
+    rebuild_share = 3
+
     def __init__(self, datastore: SQLiteDatastore, schema: ViewSchema) -> None:
         self.schema = schema
         self._names = {name: _quote(name) for name in (*schema.tables, *schema.indexes)}

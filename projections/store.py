@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from eventsourcing.persistence import TrackingRecorder
 from eventsourcing.utils import resolve_topic
@@ -79,6 +79,9 @@ class ViewStore(TrackingRecorder, ABC):
     """The tables and the tracking record of one read model in one database."""
 
     schema: ViewSchema
+    # A catch-up rebuilds a read model that is at least 1/rebuild_share of the log
+    # behind: about how many times faster a rebuild applies an event than a catch-up.
+    rebuild_share: ClassVar[int]
 
     @abstractmethod
     def write(self, position: int, expected: int | None, steps: Callable[[Session], None]) -> None:

@@ -1,9 +1,9 @@
 """A catch-up far behind the log rebuilds the read models instead.
 
 A catch-up applies each event with a few statements against the database,
-a rebuild stages the whole log in a file first and is several times faster
-per event. ``ReadModels.catch_up`` therefore rebuilds a read model that is
-``REBUILD_FROM`` or more events, and at least 1/``REBUILD_SHARE`` of the
+a rebuild folds the whole log in memory and is several times faster per
+event. ``ReadModels.catch_up`` therefore rebuilds a read model that is
+``REBUILD_FROM`` or more events, and at least 1/``rebuild_share`` of the
 log, behind. These tests lower the threshold and check that both ways
 give the same rows and that a small backlog is caught up. A role that
 does not own the read models' tables catches up instead, and its
@@ -128,3 +128,19 @@ def test_role_without_ownership_catches_up(postgres_url: str, monkeypatch: pytes
     assert applied == dict.fromkeys(NAMES, COMMANDS * 3)
     assert "does not own their tables" in str(denied.value)
     assert "run it as the tables' owner" in str(denied.value)
+
+
+@pytest.mark.parametrize(
+    ("head", "position", "share", "expected"),
+    [
+        (30_000, 28_000, 15, True),
+        (30_001, 28_001, 15, False),
+        (30_000, 28_000, 3, False),
+        (6_000, 4_000, 3, True),
+        (1_999, 0, 15, False),
+    ],
+)
+def test_rebuild_threshold_follows_share(head: int, position: int, share: int, expected: bool) -> None:
+    from projections.runner import _worth_rebuilding
+
+    assert _worth_rebuilding(head, position, share) is expected
