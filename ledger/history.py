@@ -14,6 +14,7 @@ imports the module it names.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -122,7 +123,9 @@ def iter_notifications(
     while True:
         try:
             page = _select(ledger, start, PAGE_SIZE, stop, topics)
-        except (ValueError, TypeError, AttributeError):
+        except Exception as error:
+            if not _row_error(error):
+                raise
             start = yield from _rows_before_unparsable(ledger, start, stop, topics)
             continue
         yield from page
@@ -137,20 +140,33 @@ def _select(
     return list(ledger.recorder.select_notifications(start=start, limit=limit, stop=stop, topics=list(topics)))
 
 
+def _row_error(error: Exception) -> bool:
+    """Return whether a failed read of stored events was caused by a stored row, not by the database.
+
+    The recorder parses every row's stream id while reading a page, and
+    SQLite's driver decodes every text column as UTF-8, so one row whose id
+    is not a UUID, or whose state is text that is not UTF-8, fails the whole
+    page. Only SQLite can store such rows, because its columns take any type.
+    """
+    if isinstance(error, (ValueError, TypeError, AttributeError)):
+        return True
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith("Could not decode to UTF-8")
+
+
 def _rows_before_unparsable(
     ledger: Ledger, start: int, stop: Optional[int], topics: tuple[str, ...]
 ) -> Iterator[Notification]:
     """Yield a failed page's rows one at a time, then raise ``UnreadableEvent`` for the row that fails.
 
-    The recorder parses every row's stream id while reading a page, so one
-    row whose id is not a UUID fails the whole page. Only SQLite can store
-    such a row, because its stream id column is plain text. Returns the
-    position to go on from if every row of the page reads on its own.
+    Returns the position to go on from if every row of the page reads on its own (see ``_row_error``).
     """
     for _ in range(PAGE_SIZE):
         try:
             rows = _select(ledger, start, 1, stop, topics)
-        except (ValueError, TypeError, AttributeError) as error:
+        except Exception as error:
+            if not _row_error(error):
+                raise
             where = f"the event after position {start - 1}"
             raise UnreadableEvent(start, where, f"cannot be read: {type(error).__name__}: {error}") from None
         if not rows:
@@ -184,7 +200,9 @@ def decode_event(ledger: Ledger, notification: Notification) -> HistoryEvent:
     except Exception as error:  # noqa: BLE001
         # The mapper wraps the decoder's error in a message that repeats the stream id and version.
         cause = error.__cause__ if isinstance(error, MapperDeserialisationError) and error.__cause__ else error
-        raise UnreadableEvent(notification.id, where, f"cannot be decoded: {cause}") from None
+        # A KeyError's text is only the key, so name it as a missing field.
+        detail = f"field {cause.args[0]} is missing" if isinstance(cause, KeyError) and cause.args else str(cause)
+        raise UnreadableEvent(notification.id, where, f"cannot be decoded: {detail}") from None
     topic = fields.get("originator_topic")
     if event_type == "NetworkCreated" and topic != NETWORK_TOPIC:
         raise UnreadableEvent(notification.id, where, f"names aggregate type {topic!r}")

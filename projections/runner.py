@@ -173,7 +173,7 @@ class ReadModels:
         """Replace the named read models with the whole log replayed into them, then catch every model up.
 
         The replay folds the log in memory (``projections.rebuild``), so the
-        read models keep answering queries until their new tables replace
+        read models keep serving queries until their new tables replace
         the old ones in one transaction.
         """
         from projections.rebuild import rebuild as rebuild_folded

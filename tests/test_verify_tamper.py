@@ -235,6 +235,21 @@ def test_undecodable_json_reported(rows: StoredRows, db_url: str) -> None:
     assert problem["message"].startswith("cannot be decoded")
 
 
+def test_non_utf8_state_reported_on_sqlite(sqlite_rows: StoredRows, sqlite_url: str) -> None:
+    # Text that is not UTF-8 makes SQLite's driver fail the whole page that holds it.
+    sqlite_rows.execute("UPDATE stored_events SET state = CAST(X'00ff00ff' || substr(state, 5) AS TEXT) WHERE rowid = 7")
+    problem = first_problem(sqlite_url)
+    assert problem["position"] == 7
+    assert "Could not decode to UTF-8 column 'state'" in problem["message"]
+
+
+def test_empty_state_names_missing_field(rows: StoredRows, db_url: str) -> None:
+    rows.set_state(7, b"{}")
+    problem = first_problem(db_url)
+    assert (problem["network"], problem["position"]) == ("web", 7)
+    assert problem["message"] == "cannot be decoded: field timestamp is missing"
+
+
 def test_deleted_event_is_reported_at_next(rows: StoredRows, db_url: str) -> None:
     rows.delete(7)
     problem = first_problem(db_url)
