@@ -137,8 +137,9 @@ def export(
     Columns: position, network, network_id, version, type, timestamp,
     actor, reason, request_id, payload, digest (in csv, payload is a JSON
     text). An event's digest is the SHA-256 of the canonical JSON (sorted
-    keys, no spaces) of {previous, type, network, version, timestamp,
-    payload}: previous is the digest of the network's event before it (empty
+    keys, no spaces, every non-ASCII character escaped as \\uXXXX, as
+    Python's json.dumps does by default) of {previous, type, network,
+    version, timestamp, payload}: previous is the digest of the network's event before it (empty
     for the first), network is network_id, timestamp is as exported, and
     payload is this payload plus actor, reason and request_id. The exported
     timestamp is the digested one when events were recorded in UTC, which
