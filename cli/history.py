@@ -139,9 +139,10 @@ def export(
     text). An event's digest is the SHA-256 of the canonical JSON (sorted
     keys, no spaces, every non-ASCII character escaped as \\uXXXX, as
     Python's json.dumps does by default) of {previous, type, network,
-    version, timestamp, payload}: previous is the digest of the network's event before it (empty
-    for the first), network is network_id, timestamp is as exported, and
-    payload is this payload plus actor, reason and request_id. The exported
+    version, timestamp, payload}: previous is the digest of the network's
+    event before it (empty for the first), network is network_id, timestamp
+    is as exported, and payload is this payload plus actor, reason and
+    request_id. The exported
     timestamp is the digested one when events were recorded in UTC, which
     eventsourcing 9.5 does unless the TZINFO_TOPIC environment variable
     names another zone.
