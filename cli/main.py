@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import typer
@@ -76,6 +77,10 @@ def run(arguments: list[str]) -> int:
         example = COMMAND_OPTION_EXAMPLES.get(getattr(error, "option_name", None) or "")
         if path == "netledger" and example is not None:
             message += f"; options such as this one go after the command, as in '{example}'"
+        unknown = re.match(r"No such command '([^']+)'", message)
+        if unknown and path != "netledger" and unknown.group(1) in getattr(command, "commands", {}):
+            # Such as 'netledger pool free', where 'free' is a command of the top level.
+            message += f"; 'netledger {unknown.group(1)}' is a command of its own"
         typer.echo(f"error: {message}; see '{path} --help'", err=True)
         return int(error.exit_code)  # type: ignore[attr-defined]
     return result if isinstance(result, int) else 0

@@ -51,3 +51,22 @@ def test_command_option_before_command_shows_where(capsys: pytest.CaptureFixture
     assert line.startswith(f"error: No such option: {option}")
     assert f"go after the command, as in 'netledger network list {option}" in line
 
+
+
+def test_top_level_command_under_group_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    status = run(["pool", "free", "web"])
+    output, errors = capsys.readouterr()
+
+    assert status == 2
+    assert output == ""
+    assert errors == (
+        "error: No such command 'free'; 'netledger free' is a command of its own; see 'netledger pool --help'\n"
+    )
+
+
+def test_unknown_command_under_group_has_no_pointer(capsys: pytest.CaptureFixture[str]) -> None:
+    status = run(["pool", "nosuch", "web"])
+    _, errors = capsys.readouterr()
+
+    assert status == 2
+    assert errors == "error: No such command 'nosuch'; see 'netledger pool --help'\n"
