@@ -57,8 +57,10 @@ def replay(
     point = Point(position=position) if position is not None else Point(time=guard_input(lambda: parse_time(at, "--at")))
     with open_ledger(db) as ledger:
         state = _replay_existing(ledger, network, point)
+        log_end = ledger.recorder.max_notification_id() or 0
     log.info("replayed network %s at %s: version %d", network, point, state.version)
     summary = _state_summary(state)
+    summary["past_log_end"] = position is not None and position > log_end
     if as_json:
         print_json(summary)
         return
@@ -66,6 +68,11 @@ def replay(
         f"network {network} at {point}: version {summary['version']}, last event at position "
         f"{summary['last_position']} ({summary['last_timestamp']})"
     )
+    if summary["past_log_end"]:
+        typer.echo(
+            f"note: position {position} is past the last stored event (position {log_end}), "
+            "so this is the network's current state"
+        )
     if state.split is not None:
         typer.echo(_split_note(point, state.split))
     pool_size = counted(summary["pool_size"], "address", "addresses")

@@ -244,6 +244,17 @@ def test_replay_latest_matches_current_state(history_url: str) -> None:
     assert sorted(current, key=lambda row: row["id"]) == state["containers"]
 
 
+def test_replay_past_log_end_says_so(history_url: str) -> None:
+    latest = run_json("replay", "web", "--db", history_url, "--position", "14")
+    beyond = run_json("replay", "web", "--db", history_url, "--position", "15")
+    text = run("replay", "web", "--db", history_url, "--position", "99")
+    assert latest["past_log_end"] is False
+    assert beyond["past_log_end"] is True
+    assert beyond["containers"] == latest["containers"]
+    assert text.exit_code == 0
+    assert "note: position 99 is past the last stored event (position 14), so this is the network's current state" in text.stdout
+
+
 def test_replay_before_creation_is_refused(history_url: str) -> None:
     result = run("replay", "db", "--db", history_url, "--position", "4")
     assert result.exit_code == 1
