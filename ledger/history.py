@@ -144,7 +144,7 @@ def _row_error(error: Exception) -> bool:
     """Return whether a failed read of stored events was caused by a stored row, not by the database.
 
     The recorder parses every row's stream id while reading a page, and
-    SQLite's driver decodes every text column as UTF-8, so one row whose id
+    SQLite's driver decodes every text column as UTF-8. So one row whose id
     is not a UUID, or whose state is text that is not UTF-8, fails the whole
     page. Only SQLite can store such rows, because its columns take any type.
     """

@@ -126,10 +126,10 @@ class InvariantWatch:
 
     ``first_violation`` reads the whole state, so running it after every
     event of a history costs O(events x containers). ``verify`` instead
-    passes each event's change to the watch, which checks the clauses that
-    change can break, against indexes of its own: the owner of each ip and
-    gateway, the distinct subnets in address order, and the containers that
-    hold each pool address. Given a state where every invariant held, the
+    passes each event's change to the watch, which checks only the clauses
+    that change can break. It checks them against indexes of its own: the
+    owner of each ip and gateway, the distinct subnets in address order, and
+    the containers that hold each pool address. Given a state where every invariant held, the
     watch finds a violation after such a change exactly when
     ``first_violation`` would, which ``tests/test_invariant_watch.py``
     checks over random changes. The indexes are built from the containers

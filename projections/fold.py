@@ -16,7 +16,7 @@ replay (``projections.replay``).
 
 Rows that no later event can change (a closed tenancy, a destroyed
 container's life) go to a ``RowSpool``, which moves them to a temporary
-SQLite file in batches, so the memory a rebuild needs follows the live
+SQLite file in batches. So the memory a rebuild needs follows the live
 state, not the length of the log.
 """
 
