@@ -242,6 +242,8 @@ class AddressHistoryFold(Fold):
         closing = [position, time_text(event.timestamp), event.actor]
         for address in event.addresses:
             for row in self.open_by_address.pop((network_id, address_key(text_value(address))), ()):
+                # NOTE: only a forged log reaches this branch, since the model rejects releasing
+                # a container's address, and no test covers it.
                 if row[4] is not None:
                     _discard(self.open_by_container, (network_id, row[4]), row)
                 self.close(row, closing)

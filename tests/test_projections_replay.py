@@ -300,7 +300,7 @@ def network_events(ledger: Ledger, network: str) -> list[Any]:
     return [ledger.mapper.to_domain_event(item) for item in stored]
 
 
-def test_folds_refuse_a_log_that_contradicts_itself(ledger: Ledger) -> None:
+def test_folds_reject_contradicting_log(ledger: Ledger) -> None:
     import sqlite3
 
     from ledger.aggregate import ContainerCreated, IpAllocated, NetworkCreated

@@ -236,7 +236,7 @@ def test_undecodable_json_reported(rows: StoredRows, db_url: str) -> None:
 
 
 def test_non_utf8_state_reported_on_sqlite(sqlite_rows: StoredRows, sqlite_url: str) -> None:
-    # Text that is not UTF-8 makes SQLite's driver fail the whole page that holds it.
+    # Text that is not UTF-8 makes SQLite's driver fail the whole page that contains it.
     sqlite_rows.execute("UPDATE stored_events SET state = CAST(X'00ff00ff' || substr(state, 5) AS TEXT) WHERE rowid = 7")
     problem = first_problem(sqlite_url)
     assert problem["position"] == 7
