@@ -13,7 +13,15 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
+import pytest
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    JSONTranscoder,
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    UUIDAsHex,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,6 +138,84 @@ def test_event_mapper_writes_library_bytes(event: Any) -> None:
 def test_event_mapper_round_trip(event: Any) -> None:
     mapper = fast_mapper()
     assert mapper.to_domain_event(mapper.to_stored_event(event)) == event
+
+
+@settings(max_examples=300)
+@given(ledger_events())
+def test_event_mapper_reads_as_library(event: Any) -> None:
+    stored = library_mapper().to_stored_event(event)
+    expected = library_mapper().to_domain_event(stored)
+    decoded = fast_mapper().to_domain_event(stored)
+    assert type(decoded) is type(expected)
+    assert vars(decoded) == vars(expected)
+
+
+def test_ledger_event_read_without_library_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    event = ContainerCreated(
+        originator_id=uuid.uuid4(), originator_version=3, timestamp=datetime(2026, 1, 2, tzinfo=timezone.utc),
+        container_id="c", ip="10.0.0.2", subnet="10.0.0.2/32", gw="10.0.0.3", pooled=True, ip_requested=False,
+        actor="a", reason='déploiement "_type_"', request_id="r", digest="d",
+    )
+    stored = library_mapper().to_stored_event(event)
+    mapper = fast_mapper()
+
+    def library_path(self: Any, stored_event: Any) -> Any:
+        raise AssertionError("the library's path was taken")
+
+    monkeypatch.setattr(Mapper, "to_domain_event", library_path)
+
+    assert mapper.to_domain_event(stored) == event
+
+
+def test_other_transcoded_value_takes_library_path() -> None:
+    # A dict shaped like a transcoded value, which the library decodes to a datetime.
+    event = AddressesReleased(
+        originator_id=uuid.uuid4(), originator_version=3, timestamp=datetime(2026, 1, 2, tzinfo=timezone.utc),
+        addresses=[], ignored={}, container_id=None, actor="a", reason=None, request_id="r", digest="d",
+    )
+    stored = library_mapper().to_stored_event(event)
+    forged = stored.state.replace(b'"ignored":{}', b'"ignored":{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00"}')
+    assert forged != stored.state
+    forged_event = StoredEvent(stored.originator_id, stored.originator_version, stored.topic, forged)
+
+    decoded = fast_mapper().to_domain_event(forged_event)
+
+    assert decoded.ignored == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert vars(decoded) == vars(library_mapper().to_domain_event(forged_event))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        b'{"_type_":"datetime_iso","_data_":"2026-01-01T00:00:00+00:00","extra":1}',
+        b'{"_type_":"uuid_hex","_data_":"0123456789abcdef0123456789abcdef"}',
+    ],
+)
+def test_odd_timestamp_decodes_as_library(timestamp: bytes) -> None:
+    event = ContainerDestroyed(
+        originator_id=uuid.uuid4(), originator_version=3, timestamp=datetime(2026, 1, 2, tzinfo=timezone.utc),
+        container_id="c", actor="a", reason=None, request_id="r", digest="d",
+    )
+    stored = library_mapper().to_stored_event(event)
+    start = stored.state.index(b'"timestamp":') + len(b'"timestamp":')
+    end = stored.state.index(b"}", start) + 1
+    forged = StoredEvent(
+        stored.originator_id, stored.originator_version, stored.topic, stored.state[:start] + timestamp + stored.state[end:]
+    )
+
+    assert vars(fast_mapper().to_domain_event(forged)) == vars(library_mapper().to_domain_event(forged))
+
+
+def test_undecodable_state_raises_library_error() -> None:
+    event = ContainerDestroyed(
+        originator_id=uuid.uuid4(), originator_version=3, timestamp=datetime(2026, 1, 2, tzinfo=timezone.utc),
+        container_id="c", actor="a", reason=None, request_id="r", digest="d",
+    )
+    stored = library_mapper().to_stored_event(event)
+    broken = StoredEvent(stored.originator_id, stored.originator_version, stored.topic, stored.state[:-3])
+
+    with pytest.raises(MapperDeserialisationError):
+        fast_mapper().to_domain_event(broken)
 
 
 @given(st.lists(texts, max_size=3), st.lists(texts, max_size=3), texts, timestamps)
