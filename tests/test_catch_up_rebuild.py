@@ -43,6 +43,20 @@ def fill(ledger: Ledger, network: str, commands: int) -> None:
         ledger.create_container(network, context(f"{network}-{number}"), f"{network}-{number}")
 
 
+def filled_ledger(url: str) -> Ledger:
+    """Return a ledger on ``url`` whose network web holds COMMANDS containers."""
+    ledger = Ledger(env=environment_for(url))
+    ledger.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
+    fill(ledger, "web", COMMANDS)
+    return ledger
+
+
+@pytest.fixture
+def low_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lower the rebuild threshold to 20 events, so a short log counts as far behind."""
+    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
+
+
 def counting_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     rebuilt: list[list[str]] = []
     rebuild = ReadModels.rebuild
@@ -55,11 +69,8 @@ def counting_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return rebuilt
 
 
-def test_far_behind_models_are_rebuilt(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
-    ledger = Ledger(env=environment_for(db_url))
-    ledger.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
-    fill(ledger, "web", COMMANDS)
+def test_far_behind_models_are_rebuilt(db_url: str, monkeypatch: pytest.MonkeyPatch, low_threshold: None) -> None:
+    ledger = filled_ledger(db_url)
     models = ReadModels(ledger)
     rebuilt = counting_rebuilds(monkeypatch)
 
@@ -71,11 +82,8 @@ def test_far_behind_models_are_rebuilt(db_url: str, monkeypatch: pytest.MonkeyPa
     ledger.close()
 
 
-def test_small_backlog_is_caught_up(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
-    ledger = Ledger(env=environment_for(db_url))
-    ledger.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
-    fill(ledger, "web", COMMANDS)
+def test_small_backlog_is_caught_up(db_url: str, monkeypatch: pytest.MonkeyPatch, low_threshold: None) -> None:
+    ledger = filled_ledger(db_url)
     models = ReadModels(ledger)
     models.catch_up()
     before = ledger.event_count()
@@ -92,8 +100,9 @@ def test_small_backlog_is_caught_up(db_url: str, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.postgres
-def test_role_without_ownership_catches_up(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(projections.runner, "REBUILD_FROM", 20)
+def test_role_without_ownership_catches_up(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, low_threshold: None
+) -> None:
     login = "netledger_test_login_" + uuid.uuid4().hex[:8]
     writer = "netledger_test_writer_" + uuid.uuid4().hex[:8]
     owner = Ledger(env=environment_for(postgres_url))
