@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from functools import lru_cache
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
@@ -304,17 +305,22 @@ def _invariant_problem(watch: InvariantWatch, net: Net, item: history.HistoryEve
     """
     fields = item.fields
     if item.type in ("IpAllocated", "GatewayAllocated"):
-        address = fields["ip" if item.type == "IpAllocated" else "gw"]
-        return watch.allocated(net, int(ipaddress.ip_address(address)))
+        value = _address_value(fields["ip" if item.type == "IpAllocated" else "gw"])
+        assert value is not None
+        return watch.allocated(net, value)
     if item.type == "ContainerCreated":
         return watch.created(net, str(fields.get("container_id")))
     if item.type == "ContainerDestroyed":
         return watch.destroyed(net, str(fields.get("container_id")))
     if item.type == "AddressesReleased":
-        return watch.released(net, [int(ipaddress.ip_address(text)) for text in fields.get("addresses") or []])
+        values = [_address_value(text) for text in fields.get("addresses") or []]
+        assert None not in values
+        return watch.released(net, values)  # type: ignore[arg-type]
     return first_violation(net)
 
 
+# Each allocated address is parsed by the precondition check and again by the invariant check.
+@lru_cache(maxsize=4096)
 def _address_value(text: Any) -> Optional[int]:
     try:
         return int(ipaddress.ip_address(text))
