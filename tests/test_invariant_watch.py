@@ -98,7 +98,9 @@ def apply(net: Net, watch: InvariantWatch, change: tuple[Any, ...]) -> tuple[boo
     changes=st.lists(CHANGES, max_size=40),
     last=LAST,
 )
-def test_watch_agrees_with_full_check(allocated: list[int], changes: list[tuple[Any, ...]], last: tuple[Any, ...]) -> None:
+def test_watch_agrees_with_full_check(
+    allocated: list[int], changes: list[tuple[Any, ...]], last: tuple[Any, ...]
+) -> None:
     net = Net("n", NetworkPool(4, IntervalSet(POOL.ranges())))
     watch = InvariantWatch()
     for change in [*(("allocate", offset) for offset in allocated), *changes, last]:

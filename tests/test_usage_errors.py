@@ -53,7 +53,7 @@ def test_command_option_before_command_shows_where(capsys: pytest.CaptureFixture
 
 
 
-def test_top_level_command_under_group_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+def test_group_points_to_top_command(capsys: pytest.CaptureFixture[str]) -> None:
     status = run(["pool", "free", "web"])
     output, errors = capsys.readouterr()
 
@@ -64,7 +64,7 @@ def test_top_level_command_under_group_is_named(capsys: pytest.CaptureFixture[st
     )
 
 
-def test_unknown_command_under_group_has_no_pointer(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_subcommand_has_no_pointer(capsys: pytest.CaptureFixture[str]) -> None:
     status = run(["pool", "nosuch", "web"])
     _, errors = capsys.readouterr()
 
