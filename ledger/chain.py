@@ -54,15 +54,16 @@ def canonical_json(document: dict[str, Any]) -> bytes:
     ``json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)``
     writes them, so the output must never change. orjson writes the same bytes
     ten times faster for what events hold (text, integers, booleans, None,
-    lists and dicts), but it writes non-ASCII characters unescaped and it
-    rejects integers beyond 64 bits. Those documents take the slow path.
+    lists and dicts), but it writes non-ASCII characters and DEL (U+007F)
+    unescaped, and it rejects integers beyond 64 bits. Those documents take
+    the slow path.
     NOTE: the two libraries also differ on floats and enums, which no event holds.
     """
     try:
         fast: bytes | None = orjson.dumps(document, option=FAST_OPTIONS, default=str)
     except orjson.JSONEncodeError:
         fast = None
-    if fast is not None and fast.isascii():
+    if fast is not None and fast.isascii() and b"\x7f" not in fast:
         return fast
     return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
 

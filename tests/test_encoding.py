@@ -73,6 +73,13 @@ def test_canonical_json_escapes_non_ascii() -> None:
     assert canonical_json(document).isascii()
 
 
+def test_canonical_json_escapes_delete() -> None:
+    # DEL is ASCII, and orjson writes it as it is; json.dumps escapes it.
+    document = {"reason": "typo\u007f fixed", "actor": "ops"}
+    assert canonical_json(document) == slow_canonical_json(document)
+    assert b"\\u007f" in canonical_json(document)
+
+
 def library_mapper() -> Mapper[Any]:
     transcoder = JSONTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), NetAsDict()):
