@@ -102,7 +102,11 @@ class RecentRequests:
         self.text = LINE_END + text.lstrip(LINE_END)
         self.start = 0
         self.text_lines = self.text.count(LINE_END) - 1
-        self.added: OrderedDict[str, str] = OrderedDict()
+        # Each request recorded since the snapshot: its Unix time, and its line or,
+        # until a snapshot needs the line, the event or record it is made from.
+        self.added: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        # The time of the oldest live line of ``text``, once parsed.
+        self._start_time: int | None = None
         # Where each request id's last line in ``text`` starts, built on the
         # first lookup after INDEX_AFTER_SCANS scans of the text.
         self._offsets: dict[str, int] | None = None
@@ -115,13 +119,14 @@ class RecentRequests:
 
     def get(self, request_id: str) -> RequestRecord | None:
         """Return the record of ``request_id``, or None when it is unknown or evicted."""
-        line = self.added.get(request_id)
-        if line is None:
-            found = self._find(_field(request_id))
-            if found < 0:
-                return None
-            line = self.text[found + 1 : self.text.index(LINE_END, found + 1)]
-        return _record_of(line)
+        entry = self.added.get(request_id)
+        if entry is not None:
+            source = entry[1]
+            return _record_of(source) if type(source) is str else _record_from(source)
+        found = self._find(_field(request_id))
+        if found < 0:
+            return None
+        return _record_of(self.text[found + 1 : self.text.index(LINE_END, found + 1)])
 
     def _find(self, field: str) -> int:
         """Return the offset of the separator before the live line of a request id in ``text``, or -1.
@@ -149,30 +154,42 @@ class RecentRequests:
 
     def add(self, request_id: str, record: RequestRecord, at: int) -> None:
         """Record a request made at Unix time ``at``, evicting those beyond the bounds."""
-        self.added[request_id] = _line_of(request_id, record, at)
-        self.added.move_to_end(request_id)
-        while len(self) > self.limit or self._oldest_time() < at - self.window:
+        self._add(request_id, record, at)
+
+    def _add(self, request_id: str, source: Any, at: int) -> None:
+        added = self.added
+        added[request_id] = (at, source)
+        added.move_to_end(request_id)
+        while self.text_lines + len(added) > self.limit or self._oldest_time() < at - self.window:
             self._evict_oldest()
 
-    def _oldest_line(self) -> str:
-        if self.text_lines:
-            return self.text[self.start + 1 : self.text.index(LINE_END, self.start + 1)]
-        return next(iter(self.added.values()))
-
     def _oldest_time(self) -> int:
-        return int(self._oldest_line().split(" ", 3)[2])
+        if not self.text_lines:
+            return next(iter(self.added.values()))[0]
+        if self._start_time is None:
+            line = self.text[self.start + 1 : self.text.index(LINE_END, self.start + 1)]
+            self._start_time = int(line.split(" ", 3)[2])
+        return self._start_time
 
     def _evict_oldest(self) -> None:
         if self.text_lines:
             # Moving the start is O(1); the evicted text is dropped at the next snapshot.
             self.start = self.text.index(LINE_END, self.start + 1)
             self.text_lines -= 1
+            self._start_time = None
         else:
             self.added.popitem(last=False)
 
     def to_text(self) -> str:
-        """Return every live line, oldest first, for a snapshot."""
-        tail = "".join(line + LINE_END for line in self.added.values())
+        """Return every live line, oldest first, for a snapshot.
+
+        The lines made here are kept, so that the next snapshot does not make them again.
+        """
+        added = self.added
+        for request_id, (at, source) in list(added.items()):
+            if type(source) is not str:
+                added[request_id] = (at, _line_of(request_id, _record_from(source), at))
+        tail = "".join(line + LINE_END for _, line in added.values())
         return self.text[self.start + 1 :] + tail
 
     def observe(self, event: Any) -> None:
@@ -186,16 +203,21 @@ class RecentRequests:
             return
         kind = type(event).__name__
         at = int(event.timestamp.timestamp())
-        if kind == "ContainerCreated":
-            self.add(request_id, _created(event), at)
-        elif kind == "AddressesReleased":
-            self.add(request_id, _released(event), at)
+        if kind == "ContainerCreated" or kind == "AddressesReleased":
+            self._add(request_id, event, at)
         elif kind in ("IpAllocated", "GatewayAllocated") and event.container_id is None:
             address = event.ip if kind == "IpAllocated" else event.gw
             earlier = self.get(request_id)
             before = earlier.result[0] if earlier is not None and earlier.command == ALLOCATE else ()
             addresses = (*before, address)
             self.add(request_id, RequestRecord(ALLOCATE, (len(addresses),), (addresses,)), at)
+
+
+def _record_from(source: Any) -> RequestRecord:
+    """Return the record of a request from its record or from the event that recorded it."""
+    if type(source) is RequestRecord:
+        return source
+    return _created(source) if type(source).__name__ == "ContainerCreated" else _released(source)
 
 
 def _created(event: Any) -> RequestRecord:

@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
 from ledger import errors
-from ledger.addresses import parse_range
-from ledger.aggregate import CommandContext, network_id
+from ledger.addresses import build_pool, parse_range
+from ledger.aggregate import CommandContext, Network, network_id
 from ledger.application import SNAPSHOT_INTERVAL, Ledger
-from ledger.requests import CREATE, DESTROY, RecentRequests, RequestRecord
+from ledger.pool import NetworkPool
+from ledger.requests import CREATE, DESTROY, RecentRequests, RequestRecord, _line_of, _record_from
 from ledger.storage import environment_for
 from tests.reliability_support import replay_checking_invariants, stored_events
 
@@ -198,6 +201,20 @@ def test_record_forgets_requests_older_than_window() -> None:
     assert len(recent) == 2
 
 
+def test_snapshot_record_forgets_older_than_window() -> None:
+    recent = RecentRequests(limit=100, window=60)
+    for n in range(4):
+        recent.add(f"r{n}", record(n), at=1000 + 10 * n)
+    reloaded = RecentRequests(recent.to_text(), limit=100, window=60)
+
+    reloaded.add("late", record(5), at=1075)
+    assert [reloaded.get(f"r{n}") for n in range(4)] == [None, None, record(2), record(3)]
+    reloaded.add("later", record(6), at=1085)
+    assert reloaded.get("r2") is None
+    assert reloaded.get("r3") == record(3)
+    assert len(reloaded) == 3
+
+
 def test_record_escapes_request_ids_with_separators() -> None:
     strange = "a b|c,d=e%f\u00e9"
     recent = RecentRequests()
@@ -290,3 +307,57 @@ def test_cli_retry_says_nothing_written(sqlite_url: str, command: list[str]) -> 
     assert first.exit_code == again.exit_code == 0, again.output
     assert "already applied" not in first.stdout
     assert again.stdout.endswith("request job-8 was already applied: this is its recorded result, and nothing was written\n")
+
+
+class EagerRequests(RecentRequests):
+    """A record that makes each line when the request is added, for comparison."""
+
+    def _add(self, request_id: str, source: Any, at: int) -> None:
+        super()._add(request_id, _line_of(request_id, _record_from(source), at), at)
+
+
+# Steps of the comparison below: a command on the network, or a snapshot of the record.
+steps = st.lists(
+    st.sampled_from(["create", "create", "destroy", "allocate", "allocate two", "release", "snapshot"]),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps, st.integers(min_value=1, max_value=8))
+def test_lazy_record_equals_eager(commands: list[str], limit: int) -> None:
+    """The record makes a request's line only for a snapshot; lookups, evictions and text must not change."""
+    pool = NetworkPool(4, build_pool([parse_range("10.9.0.0/24")], []))
+    network = Network.create("web", pool, ["10.9.0.0/24"], [], context("network"))
+    network.net.requests = RecentRequests(limit=limit)
+    late = RecentRequests(limit=limit)
+    eager = EagerRequests(limit=limit)
+    live: list[str] = []
+    allocated: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    request_ids: list[str] = []
+    for number, command in enumerate(commands):
+        request_id = f"r{number}"
+        network.pending_events.clear()
+        if command == "create":
+            network.create_from_pool(f"c{number}", context(request_id))
+            live.append(f"c{number}")
+        elif command == "destroy" and live:
+            network.destroy(live.pop(0), context(request_id))
+        elif command.startswith("allocate"):
+            allocated += network.allocate(2 if command == "allocate two" else 1, context(request_id))
+        elif command == "release" and allocated:
+            network.release([allocated.pop(), ipaddress.ip_address("10.9.0.250")], context(request_id))
+        elif command == "snapshot":
+            assert late.to_text() == eager.to_text()
+            late = RecentRequests(late.to_text(), limit=limit)
+            eager = EagerRequests(eager.to_text(), limit=limit)
+        for event in network.pending_events:
+            late.observe(event)
+            eager.observe(event)
+        request_ids.append(request_id)
+        assert len(late) == len(eager)
+        for known in [*request_ids, "unknown"]:
+            assert late.get(known) == eager.get(known), known
+
+    assert late.to_text() == eager.to_text()
+    assert late.to_text() == network.net.requests.to_text()
