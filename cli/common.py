@@ -77,6 +77,10 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
     from ledger.errors import LedgerError, Refused
     from ledger.storage import default_url, redact
 
+    if db is not None and not db.strip():
+        # NETLEDGER_DB set to an empty string counts as unset, but --db '' is most
+        # likely a script's unset variable: writing to the default file would hide it.
+        fail("--db is empty: give an event store URL such as sqlite:///PATH, or leave --db out for the default", 2)
     explicit_url = db.strip() if db else ""
     url = explicit_url or default_url()
     try:

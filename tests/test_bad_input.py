@@ -174,6 +174,8 @@ CASES: list[tuple[Args, int, str]] = [
     ("network create n1 --pool 10.0.0.0/24 --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("container create web --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("events --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
+    (["container", "create", "web", "--db", ""], 2, "--db is empty"),
+    (["network", "list", "--db", " "], 2, "--db is empty"),
     # the other commands
     ("events --since yesterday", 2, "invalid --since time 'yesterday'"),
     ("events --until 2020-13-45", 2, "invalid --until time '2020-13-45'"),
