@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ledger import MAX_POSITION
+
 if TYPE_CHECKING:
     from ledger.aggregate import CommandContext
     from ledger.application import Ledger

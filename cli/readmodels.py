@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, guard_input, log, open_ledger, print_json, print_table
+from cli.common import MAX_POSITION, DbOption, JsonOption, guard_input, log, open_ledger, print_json, print_table
 
 if TYPE_CHECKING:
     from projections.free import FreeSpace
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def free(
     network: Annotated[str, typer.Argument(help="Network name.")],
     limit: Annotated[
-        int, typer.Option("--limit", min=0, help="The maximum number of free ranges to list; 0 lists them all.")
+        int, typer.Option("--limit", min=0, max=MAX_POSITION, help="The maximum number of free ranges to list; 0 lists them all.")
     ] = 100,
     db: DbOption = None,
     as_json: JsonOption = False,

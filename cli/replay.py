@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cli.common import DbOption, JsonOption, fail, guard_input, log, open_ledger, print_json, print_table
+from cli.common import MAX_POSITION, DbOption, JsonOption, fail, guard_input, log, open_ledger, print_json, print_table
 from cli.history import TIME_HELP
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def replay(
     at: Annotated[Optional[str], typer.Option("--at", help=f"The time to rebuild the network at: {TIME_HELP}.")] = None,
     position: Annotated[
         Optional[int],
-        typer.Option("--position", min=1, help="The position (as 'netledger events' prints it) to rebuild the network at."),
+        typer.Option("--position", min=1, max=MAX_POSITION, help="The position (as 'netledger events' prints it) to rebuild the network at."),
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,

@@ -24,6 +24,7 @@ from uuid import UUID
 from eventsourcing.persistence import MapperDeserialisationError, Notification
 from eventsourcing.utils import get_topic
 
+from ledger import MAX_POSITION
 from ledger import aggregate as events_module
 from ledger.aggregate import Network, network_id
 from ledger.chain import payload_of
@@ -120,7 +121,7 @@ def iter_notifications(
 ) -> Iterator[Notification]:
     """Yield stored events after position ``after`` (up to ``stop``), oldest first, a page at a time."""
     start = after + 1
-    while True:
+    while start <= MAX_POSITION:
         try:
             page = _select(ledger, start, PAGE_SIZE, stop, topics)
         except Exception as error:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
+from ledger import MAX_POSITION
 from ledger.addresses import address_from_int
 from ledger.aggregate import Network
 from ledger.errors import InvalidInput
@@ -110,9 +111,9 @@ def parse_time(text: str, option: str) -> datetime:
 
 
 def parse_position(text: str, option: str) -> int:
-    """Parse a position: a whole number of 1 or more."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise InvalidInput(f"invalid {option} position {text!r}: use a whole number of 1 or more")
+    """Parse a position: a whole number from 1 to MAX_POSITION."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_POSITION:
+        raise InvalidInput(f"invalid {option} position {text!r}: use a whole number from 1 to {MAX_POSITION}")
     return int(text)
 
 

@@ -176,6 +176,9 @@ CASES: list[tuple[Args, int, str]] = [
     ("events --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     (["container", "create", "web", "--db", ""], 2, "--db is empty"),
     (["network", "list", "--db", " "], 2, "--db is empty"),
+    # positions beyond 64 bits, which SQLite cannot take as parameters
+    ("diff web 1 99999999999999999999999", 2, "invalid TO position '99999999999999999999999': use a whole number from 1 to"),
+    ("diff web 9223372036854775808 TO", 2, "invalid FROM position '9223372036854775808'"),
     # the other commands
     ("events --since yesterday", 2, "invalid --since time 'yesterday'"),
     ("events --until 2020-13-45", 2, "invalid --until time '2020-13-45'"),
@@ -269,6 +272,9 @@ def test_bad_input_rejected_in_one_line(
         ("free web --limit -1", "Invalid value for '--limit'"),
         ("events --limit 0", "Invalid value for '--limit'"),
         ("pool release web", "Missing argument 'addresses"),
+        ("replay web --position 9223372036854775808", "Invalid value for '--position'"),
+        ("events --after 9223372036854775808", "Invalid value for '--after'"),
+        ("free web --limit 9223372036854775808", "Invalid value for '--limit'"),
     ],
 )
 def test_usage_errors_name_the_problem(store: tuple[str, Ledger], args: str, named: str) -> None:

@@ -170,6 +170,11 @@ def test_events_naive_time_is_utc(history_url: str) -> None:
     assert positions(page) == [13, 14]
 
 
+def test_events_after_largest_position(history_url: str) -> None:
+    page = run_json("events", "--db", history_url, "--after", str(2**63 - 1))
+    assert page == {"events": [], "next_after": None}
+
+
 def test_events_pages_with_after(history_url: str) -> None:
     first = run_json("events", "--db", history_url, "--limit", "5")
     assert positions(first) == [1, 2, 3, 4, 5]
