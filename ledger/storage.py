@@ -42,6 +42,8 @@ POSTGRES_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4", "POSTG
 # statement per command that keeps notification ids in commit order, and
 # binary parameters (see ledger.pgstore).
 POSTGRES_MODULE = "ledger.pgstore:LedgerPostgresFactory"
+# The table of stored events that the eventsourcing library creates in a SQLite file.
+EVENTS_TABLE = "stored_events"
 SQLITE_MODULE = "eventsourcing.sqlite"
 
 
@@ -82,6 +84,10 @@ def environment_for(url: str, *, create: bool = True, create_directory: bool = T
     except ValueError:
         raise InvalidInput(f"invalid database URL {redact(url)}: it cannot be parsed") from None
     if parts.scheme == "sqlite":
+        if parts.query:
+            raise InvalidInput(
+                f"invalid database URL {redact(url)}: a SQLite URL takes no options; remove ?{parts.query}"
+            )
         return _sqlite_environment(url, parts.netloc, parts.path, create, create_directory)
     if parts.scheme in POSTGRES_SCHEMES:
         return _postgres_environment(url, parts)
@@ -120,16 +126,45 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
         raise InvalidInput(
             f"invalid database URL {redact(url)}: directory {directory} does not exist; create it or fix the path"
         )
+    no_ledger = InvalidInput(
+        f"no ledger at {file_path}; create a network first with 'netledger network create' or check --db"
+    )
     if not create and not file_path.exists():
+        raise no_ledger
+    tables = _sqlite_tables(file_path)
+    if tables is None:
+        # Not a SQLite file, or locked: the store's own error names the problem.
+        return
+    if tables and EVENTS_TABLE not in tables:
+        first_tables = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
         raise InvalidInput(
-            f"no ledger at {file_path}; create a network first with 'netledger network create' or check --db"
+            f"{file_path} is a SQLite database of another program (tables {first_tables}) and holds no ledger; check --db"
         )
+    if not create and not tables:
+        raise no_ledger
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InvalidInput(
             f"invalid database URL {redact(url)}: cannot create {directory}: {error.strerror}"
         ) from None
+
+
+def _sqlite_tables(file_path: Path) -> list[str] | None:
+    """Return the names of the tables in a SQLite file (none for a missing or empty file), or None if it cannot be read."""
+    if not file_path.is_file() or file_path.stat().st_size == 0:
+        return []
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(file_path)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None
+    return [name for (name,) in rows]
 
 
 def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no-untyped-def]

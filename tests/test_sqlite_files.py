@@ -8,6 +8,7 @@ Only the default file in the user's data directory gets its directory made.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,65 @@ def test_write_to_non_sqlite_file_exits_three(tmp_path: Path) -> None:
     assert result.exit_code == 3, result.output
     assert "file is not a database" in only_error_line(result.stderr)
     assert path.read_text() == "garbage\n"
+
+
+def other_program_database(path: Path) -> bytes:
+    """Write a SQLite file with one table of another program and return its bytes."""
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE settings (key TEXT, value TEXT)")
+    connection.commit()
+    connection.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("command", NEEDS_LEDGER_COMMANDS + CREATES_LEDGER_COMMANDS, ids=" ".join)
+def test_other_program_database_is_left_alone(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "app.db"
+    before = other_program_database(path)
+
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: {path} is a SQLite database of another program (tables settings) and holds no ledger; check --db"
+    )
+    assert path.read_bytes() == before
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["app.db"]
+
+
+@pytest.mark.parametrize("command", NEEDS_LEDGER_COMMANDS, ids=" ".join)
+def test_empty_file_is_no_ledger(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "ledger.db"
+    path.touch()
+
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code == 2, result.output
+    assert "error: no ledger at" in only_error_line(result.stderr)
+    assert path.read_bytes() == b""
+
+
+def test_empty_file_takes_a_new_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.touch()
+    url = f"sqlite:///{path}"
+
+    created = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", url])
+    listed = runner.invoke(app, ["network", "list", "--json", "--db", url])
+
+    assert created.exit_code == 0, created.output
+    assert listed.exit_code == 0, listed.output
+    assert '"name": "web"' in listed.stdout
+
+
+@pytest.mark.parametrize("option", ["create_tables=no", "bogus=1"])
+def test_sqlite_url_options_are_rejected(tmp_path: Path, option: str) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}?{option}"
+
+    result = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", url])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: invalid database URL {url}: a SQLite URL takes no options; remove ?{option}"
+    )
+    assert list(tmp_path.iterdir()) == []
