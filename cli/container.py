@@ -84,7 +84,7 @@ def create(
         row["id"], network, row["ip"], row["gateway"], context.request_id,
     )
     if as_json:
-        print_json(row)
+        print_json({**row, "replayed": ledger.last_command_replayed})
     else:
         typer.echo(f"created container {row['id']}: ip {row['ip']} subnet {row['subnet']} gateway {row['gateway']}")
         note_replayed(ledger, context.request_id)
@@ -132,7 +132,7 @@ def destroy(
         container_id, network, ", ".join(addresses) or "nothing", context.request_id,
     )
     if as_json:
-        print_json({"id": container_id, "released": addresses})
+        print_json({"id": container_id, "released": addresses, "replayed": ledger.last_command_replayed})
     else:
         typer.echo(f"destroyed container {container_id}; released {', '.join(addresses)}")
         note_replayed(ledger, context.request_id)

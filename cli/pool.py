@@ -51,7 +51,7 @@ def allocate(
         ", ".join(str(address) for address in chosen), network, context.request_id,
     )
     if as_json:
-        print_json(result)
+        print_json({**result, "replayed": ledger.last_command_replayed})
     else:
         typer.echo("allocated " + ", ".join(f"{role} {address}" for role, address in result.items()))
         note_replayed(ledger, context.request_id)
@@ -90,7 +90,7 @@ def release(
         context.request_id,
     )
     if as_json:
-        print_json(result)
+        print_json({**result, "replayed": ledger.last_command_replayed})
         return
     typer.echo(f"released {', '.join(result['released']) or 'nothing'}")
     for address, why in ignored.items():

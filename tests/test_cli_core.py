@@ -121,8 +121,11 @@ def test_network_create_refusals_write_nothing(web: Cli) -> None:
 
 def test_container_lifecycle(web: Cli) -> None:
     pooled = web.json("container", "create", "web", "--id", "a")
-    assert pooled == {"id": "a", "ip": "10.1.0.1", "subnet": "10.1.0.1/32", "gateway": "10.1.0.2", "kind": "pooled"}
+    assert pooled == {
+        "id": "a", "ip": "10.1.0.1", "subnet": "10.1.0.1/32", "gateway": "10.1.0.2", "kind": "pooled", "replayed": False,
+    }
     specific = web.json("container", "create", "web", "--id", "b", "--ip", "10.1.0.7")
+    assert specific.pop("replayed") is False
     assert specific == {"id": "b", "ip": "10.1.0.7", "subnet": "10.1.0.7/32", "gateway": "10.1.0.3", "kind": "pooled"}
     text = web.ok("container", "create", "web", "--id", "s1", "--subnet", "192.168.0.0/24", "--ip", "192.168.0.5")
     assert text.stdout == "created container s1: ip 192.168.0.5 subnet 192.168.0.0/24 gateway 10.1.0.4\n"
@@ -136,7 +139,8 @@ def test_container_lifecycle(web: Cli) -> None:
     assert web.json("container", "show", "web", "b") == specific
     assert "10.1.0.7" in web.ok("container", "list", "web").stdout
 
-    assert web.json("container", "destroy", "web", "a") == {"id": "a", "released": ["10.1.0.1", "10.1.0.2"]}
+    destroyed = web.json("container", "destroy", "web", "a")
+    assert destroyed == {"id": "a", "released": ["10.1.0.1", "10.1.0.2"], "replayed": False}
     assert web.ok("container", "destroy", "web", "s1").stdout == "destroyed container s1; released 10.1.0.4\n"
     assert web.event_count() == 9 + 2 + 2
     summary = web.json("network", "show", "web")
@@ -201,14 +205,15 @@ def test_container_refusals_write_nothing(web: Cli) -> None:
 
 def test_pool_allocate_and_release(web: Cli) -> None:
     web.ok("container", "create", "web", "--id", "a")
-    assert web.json("pool", "allocate", "web") == {"ip": "10.1.0.3"}
-    assert web.json("pool", "allocate", "web", "--two") == {"ip": "10.1.0.4", "gateway": "10.1.0.5"}
+    assert web.json("pool", "allocate", "web") == {"ip": "10.1.0.3", "replayed": False}
+    assert web.json("pool", "allocate", "web", "--two") == {"ip": "10.1.0.4", "gateway": "10.1.0.5", "replayed": False}
     assert web.event_count() == 1 + 3 + 1 + 2
 
     released = web.json("pool", "release", "web", "10.1.0.4", "10.1.0.99", "10.1.0.9")
     assert released == {
         "released": ["10.1.0.4"],
         "ignored": {"10.1.0.99": "not in the pool", "10.1.0.9": "not allocated"},
+        "replayed": False,
     }
     assert web.event_count() == 8
 

@@ -9,6 +9,7 @@ returns the recorded result; the same id with other arguments is refused.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -307,6 +308,32 @@ def test_cli_retry_says_nothing_written(sqlite_url: str, command: list[str]) -> 
     assert first.exit_code == again.exit_code == 0, again.output
     assert "already applied" not in first.stdout
     assert again.stdout.endswith("request job-8 was already applied: this is its recorded result, and nothing was written\n")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["container", "create", "web", "--id", "b1"],
+        ["pool", "allocate", "web"],
+        ["pool", "release", "web", "10.2.0.3"],
+        ["container", "destroy", "web", "a1"],
+    ],
+    ids=" ".join,
+)
+def test_cli_json_retry_is_marked(sqlite_url: str, command: list[str]) -> None:
+    runner.invoke(app, ["network", "create", "web", "--pool", "10.2.0.0/24", "--db", sqlite_url])
+    runner.invoke(app, ["container", "create", "web", "--id", "a1", "--db", sqlite_url])
+    runner.invoke(app, ["pool", "allocate", "web", "--db", sqlite_url])  # 10.2.0.3, for the release
+
+    first = runner.invoke(app, [*command, "--request-id", "job-9", "--json", "--db", sqlite_url])
+    again = runner.invoke(app, [*command, "--request-id", "job-9", "--json", "--db", sqlite_url])
+
+    assert first.exit_code == again.exit_code == 0, again.output
+    first_output = json.loads(first.stdout)
+    again_output = json.loads(again.stdout)
+    assert first_output.pop("replayed") is False
+    assert again_output.pop("replayed") is True
+    assert again_output == first_output
 
 
 class EagerRequests(RecentRequests):
