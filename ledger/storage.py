@@ -123,8 +123,10 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
     if not directory.is_dir() and not create_directory:
         if directory.exists():
             raise InvalidInput(f"invalid database URL {redact(url)}: {directory} is not a directory; fix the path")
+        relative = "" if file_path.is_absolute() else " (sqlite:///PATH is relative; sqlite:////PATH is absolute)"
         raise InvalidInput(
-            f"invalid database URL {redact(url)}: directory {directory} does not exist; create it or fix the path"
+            f"invalid database URL {redact(url)}: directory {directory} does not exist; "
+            f"create it or fix the path{relative}"
         )
     no_ledger = InvalidInput(
         f"no ledger at {file_path}; create a network first with 'netledger network create' or check --db"

@@ -174,6 +174,7 @@ CASES: list[tuple[Args, int, str]] = [
     ("network create n1 --pool 10.0.0.0/24 --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("container create web --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("events --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
+    ("events --db sqlite:///nonexistent/dir/x.db", 2, "(sqlite:///PATH is relative; sqlite:////PATH is absolute)"),
     (["container", "create", "web", "--db", ""], 2, "--db is empty"),
     (["network", "list", "--db", " "], 2, "--db is empty"),
     # positions beyond 64 bits, which SQLite cannot take as parameters
