@@ -136,16 +136,16 @@ def export(
 
     Columns: position, network, network_id, version, type, timestamp,
     actor, reason, request_id, payload, digest (in csv, payload is a JSON
-    text). An event's digest is the SHA-256 of the canonical JSON (sorted
-    keys, no spaces, and every character outside printable ASCII written
-    as an escape such as \\n or \\uXXXX, which Python's json.dumps does by
-    default) of {previous, type, network, version, timestamp, payload}:
-    previous is the digest of the network's event before it (empty for the
-    first), network is network_id, timestamp is as exported, and payload is
-    this payload plus actor, reason and request_id. The exported timestamp
-    is the digested one when events were recorded in UTC, which
-    eventsourcing 9.5 does unless the TZINFO_TOPIC environment variable
-    names another zone.
+    text, and an empty reason cell stands for null). An event's digest is
+    the SHA-256 of the canonical JSON (sorted keys, no spaces, and every
+    character outside printable ASCII written as an escape such as \\n or
+    \\uXXXX, which Python's json.dumps does by default) of {previous, type,
+    network, version, timestamp, payload}: previous is the digest of the
+    network's event before it (empty for the first), network is
+    network_id, timestamp is as exported, and payload is this payload plus
+    actor, reason and request_id. The exported timestamp is the digested
+    one when events were recorded in UTC, which eventsourcing 9.5 does
+    unless the TZINFO_TOPIC environment variable names another zone.
     A summary goes to standard output, or to standard error when the events
     go to standard output.
 
