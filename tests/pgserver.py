@@ -8,6 +8,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -107,3 +110,31 @@ def create_database(url: str, name: str) -> None:
 def drop_database(url: str, name: str) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def writer_login(url: str) -> Iterator[str]:
+    """Yield the URL of a new login role that has only ``db init --writer-role``'s grants on ``url``'s database.
+
+    Both roles are dropped afterwards, with what the writer role was granted.
+    """
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    suffix = uuid.uuid4().hex[:8]
+    login, writer = f"netledger_test_login_{suffix}", f"netledger_test_writer_{suffix}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'login-Pa55'").format(sql.Identifier(login)))
+    try:
+        initialised = CliRunner().invoke(app, ["db", "init", "--writer-role", writer, "--db", url])
+        assert initialised.exit_code == 0, initialised.output
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(writer), sql.Identifier(login)))
+        parts = urlsplit(url)
+        yield urlunsplit(parts._replace(netloc=f"{login}:login-Pa55@{parts.hostname}:{parts.port or 5432}"))
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(writer)))
+            connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+            connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(writer)))

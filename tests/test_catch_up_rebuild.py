@@ -12,16 +12,11 @@ explicit rebuild fails at once with advice.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from typer.testing import CliRunner
 
 import projections.runner
-from cli.main import app
 from ledger.addresses import parse_range
 from ledger.aggregate import CommandContext
 from ledger.application import Ledger
@@ -29,9 +24,9 @@ from ledger.errors import StorageError
 from ledger.storage import environment_for
 from projections.compare import compare_stored
 from projections.runner import NAMES, ReadModels
+from tests.pgserver import writer_login
 
 COMMANDS = 30
-runner = CliRunner()
 
 
 def context(request_id: str) -> CommandContext:
@@ -103,35 +98,23 @@ def test_small_backlog_is_caught_up(db_url: str, monkeypatch: pytest.MonkeyPatch
 def test_role_without_ownership_catches_up(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch, low_threshold: None
 ) -> None:
-    login = "netledger_test_login_" + uuid.uuid4().hex[:8]
-    writer = "netledger_test_writer_" + uuid.uuid4().hex[:8]
     owner = Ledger(env=environment_for(postgres_url))
     owner.create_network("web", [parse_range("10.6.0.0/24")], [], "lowest", context("web"))
     ReadModels(owner).catch_up()
     fill(owner, "web", COMMANDS)
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'login-Pa55'")
     try:
-        assert runner.invoke(app, ["db", "init", "--writer-role", writer, "--db", postgres_url]).exit_code == 0
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f"GRANT {writer} TO {login}")
-        parts = urlsplit(postgres_url)
-        as_login = urlunsplit(parts._replace(netloc=f"{login}:login-Pa55@{parts.hostname}:{parts.port or 5432}"))
-        ledger = Ledger(env=environment_for(as_login + "?create_tables=no"))
-        models = ReadModels(ledger)
-        rebuilt = counting_rebuilds(monkeypatch)
+        with writer_login(postgres_url) as as_login:
+            ledger = Ledger(env=environment_for(as_login + "?create_tables=no"))
+            models = ReadModels(ledger)
+            rebuilt = counting_rebuilds(monkeypatch)
 
-        applied = models.catch_up()
-        rebuilt_by_catch_up = list(rebuilt)
-        with pytest.raises(StorageError) as denied:
-            models.rebuild(list(NAMES))
-        ledger.close()
+            applied = models.catch_up()
+            rebuilt_by_catch_up = list(rebuilt)
+            with pytest.raises(StorageError) as denied:
+                models.rebuild(list(NAMES))
+            ledger.close()
     finally:
         owner.close()
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f"DROP OWNED BY {writer}")
-            connection.execute(f"DROP ROLE IF EXISTS {login}")
-            connection.execute(f"DROP ROLE IF EXISTS {writer}")
 
     assert rebuilt_by_catch_up == []
     assert applied == dict.fromkeys(NAMES, COMMANDS * 3)

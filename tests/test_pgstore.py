@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -33,6 +32,7 @@ from ledger.pgwire import run_prepared
 from ledger.storage import environment_for
 from projections.compare import compare_stored
 from projections.runner import ReadModels
+from tests.pgserver import writer_login
 
 pytestmark = pytest.mark.postgres
 
@@ -210,25 +210,11 @@ def test_missing_database_says_create_it(postgres_url: str) -> None:
 
 
 def test_role_without_create_says_create_tables_no(postgres_url: str) -> None:
-    login = "netledger_test_login_" + uuid.uuid4().hex[:8]
-    writer = "netledger_test_writer_" + uuid.uuid4().hex[:8]
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-        connection.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'login-Pa55'")
-    try:
-        assert runner.invoke(app, ["db", "init", "--writer-role", writer, "--db", postgres_url]).exit_code == 0
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f"GRANT {writer} TO {login}")
-        parts = urlsplit(postgres_url)
-        as_login = urlunsplit(parts._replace(netloc=f"{login}:login-Pa55@{parts.hostname}:{parts.port or 5432}"))
-
+    with writer_login(postgres_url) as as_login:
         without_option = runner.invoke(app, ["network", "list", "--db", as_login])
         with_option = runner.invoke(app, ["network", "list", "--db", as_login + "?create_tables=no"])
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f"DROP OWNED BY {writer}")
-            connection.execute(f"DROP ROLE IF EXISTS {login}")
-            connection.execute(f"DROP ROLE IF EXISTS {writer}")
 
     assert without_option.exit_code == 3
     assert "permission denied for schema public" in without_option.stderr
