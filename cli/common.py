@@ -67,7 +67,8 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
 
     Only commands that create a network or prepare the store pass
     ``create=True``: any other command on a SQLite file that does not exist
-    fails instead of creating an empty ledger. A SQLite
+    or holds no ledger fails instead of creating an empty ledger. A SQLite
+    file with another program's tables is refused either way. A SQLite
     path given by ``--db`` or ``NETLEDGER_DB`` must be in an existing
     directory, so a mistyped path creates nothing. Only the default file's
     directory is created.

@@ -74,8 +74,9 @@ def environment_for(url: str, *, create: bool = True, create_directory: bool = T
     """Return the eventsourcing environment variables that select the store for ``url``.
 
     The flags apply to a SQLite file only. With ``create=False`` a missing
-    file raises ``InvalidInput`` instead of being created, for commands that
-    only read. With ``create_directory=False`` a missing parent directory
+    file, or one with no tables, raises ``InvalidInput`` instead of getting
+    a new ledger, for commands that only read. A file with tables but no
+    ledger raises it whatever the flags. With ``create_directory=False`` a missing parent directory
     raises ``InvalidInput`` instead of being created, so that a mistyped
     path creates nothing. A directory is only created when ``create`` is set.
     """
