@@ -67,7 +67,9 @@ def events(
     actor: Annotated[Optional[str], typer.Option("--actor", help="Only events recorded for this actor.")] = None,
     container: Annotated[Optional[str], typer.Option("--container", help="Only events about this container id.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="The maximum number of events to print.")] = 100,
-    after: Annotated[int, typer.Option("--after", min=0, max=MAX_POSITION, help="Start after this position (the next page).")] = 0,
+    after: Annotated[
+        int, typer.Option("--after", min=0, max=MAX_POSITION, help="Start after this position (the next page).")
+    ] = 0,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -24,7 +24,10 @@ def register(app: typer.Typer) -> None:
 def free(
     network: Annotated[str, typer.Argument(help="Network name.")],
     limit: Annotated[
-        int, typer.Option("--limit", min=0, max=MAX_POSITION, help="The maximum number of free ranges to list; 0 lists them all.")
+        int,
+        typer.Option(
+            "--limit", min=0, max=MAX_POSITION, help="The maximum number of free ranges to list; 0 lists them all."
+        ),
     ] = 100,
     db: DbOption = None,
     as_json: JsonOption = False,

@@ -28,7 +28,12 @@ def replay(
     at: Annotated[Optional[str], typer.Option("--at", help=f"The time to rebuild the network at: {TIME_HELP}.")] = None,
     position: Annotated[
         Optional[int],
-        typer.Option("--position", min=1, max=MAX_POSITION, help="The position (as 'netledger events' prints it) to rebuild the network at."),
+        typer.Option(
+            "--position",
+            min=1,
+            max=MAX_POSITION,
+            help="The position (as 'netledger events' prints it) to rebuild the network at.",
+        ),
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,

@@ -42,9 +42,9 @@ POSTGRES_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4", "POSTG
 # statement per command that keeps notification ids in commit order, and
 # binary parameters (see ledger.pgstore).
 POSTGRES_MODULE = "ledger.pgstore:LedgerPostgresFactory"
+SQLITE_MODULE = "eventsourcing.sqlite"
 # The table of stored events that the eventsourcing library creates in a SQLite file.
 EVENTS_TABLE = "stored_events"
-SQLITE_MODULE = "eventsourcing.sqlite"
 
 
 def default_url() -> str:
@@ -76,9 +76,10 @@ def environment_for(url: str, *, create: bool = True, create_directory: bool = T
     The flags apply to a SQLite file only. With ``create=False`` a missing
     file, or one with no tables, raises ``InvalidInput`` instead of getting
     a new ledger, for commands that only read. A file with tables but no
-    ledger raises it whatever the flags. With ``create_directory=False`` a missing parent directory
-    raises ``InvalidInput`` instead of being created, so that a mistyped
-    path creates nothing. A directory is only created when ``create`` is set.
+    ledger raises it whatever the flags. With ``create_directory=False`` a
+    missing parent directory raises ``InvalidInput`` instead of being
+    created, so that a mistyped path creates nothing. A directory is only
+    created when ``create`` is set.
     """
     try:
         parts = urlsplit(url.strip())
@@ -141,7 +142,8 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
     if tables and EVENTS_TABLE not in tables:
         first_tables = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
         raise InvalidInput(
-            f"{file_path} is a SQLite database of another program (tables {first_tables}) and holds no ledger; check --db"
+            f"{file_path} is a SQLite database of another program (tables {first_tables}) "
+            "and holds no ledger; check --db"
         )
     if not create and not tables:
         raise no_ledger
@@ -154,7 +156,7 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
 
 
 def _sqlite_tables(file_path: Path) -> list[str] | None:
-    """Return the names of the tables in a SQLite file (none for a missing or empty file), or None if it cannot be read."""
+    """Return the table names of a SQLite file (none if it is missing or empty), or None if it cannot be read."""
     if not file_path.is_file() or file_path.stat().st_size == 0:
         return []
     import sqlite3

@@ -178,7 +178,7 @@ CASES: list[tuple[Args, int, str]] = [
     (["container", "create", "web", "--db", ""], 2, "--db is empty"),
     (["network", "list", "--db", " "], 2, "--db is empty"),
     # positions beyond 64 bits, which SQLite cannot take as parameters
-    ("diff web 1 99999999999999999999999", 2, "invalid TO position '99999999999999999999999': use a whole number from 1 to"),
+    ("diff web 1 99999999999999999999999", 2, "invalid TO position '99999999999999999999999': use a whole number"),
     ("diff web 9223372036854775808 TO", 2, "invalid FROM position '9223372036854775808'"),
     # the other commands
     ("events --since yesterday", 2, "invalid --since time 'yesterday'"),

@@ -121,9 +121,8 @@ def test_network_create_refusals_write_nothing(web: Cli) -> None:
 
 def test_container_lifecycle(web: Cli) -> None:
     pooled = web.json("container", "create", "web", "--id", "a")
-    assert pooled == {
-        "id": "a", "ip": "10.1.0.1", "subnet": "10.1.0.1/32", "gateway": "10.1.0.2", "kind": "pooled", "replayed": False,
-    }
+    assert pooled.pop("replayed") is False
+    assert pooled == {"id": "a", "ip": "10.1.0.1", "subnet": "10.1.0.1/32", "gateway": "10.1.0.2", "kind": "pooled"}
     specific = web.json("container", "create", "web", "--id", "b", "--ip", "10.1.0.7")
     assert specific.pop("replayed") is False
     assert specific == {"id": "b", "ip": "10.1.0.7", "subnet": "10.1.0.7/32", "gateway": "10.1.0.3", "kind": "pooled"}
