@@ -173,6 +173,7 @@ def _export_to(ledger: Any, network: Optional[str], output_format: str, output: 
     """Write the events to ``output``, replacing it only once every event is written."""
     if output is None:
         return _write_events(ledger, network, output_format, sys.stdout)
+    _refuse_store_files(ledger, output)
     partial = output.with_name(output.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as stream:
@@ -185,6 +186,19 @@ def _export_to(ledger: Any, network: Optional[str], output_format: str, output: 
     finally:
         partial.unlink(missing_ok=True)
     return count
+
+
+def _refuse_store_files(ledger: Any, output: Path) -> None:
+    """Raise InvalidInput if ``output`` is the SQLite event store or one of its companion files."""
+    from ledger.errors import InvalidInput
+
+    database = ledger.env.get("SQLITE_DBNAME")
+    if not database or database.startswith("file:"):
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        store_file = Path(database + suffix)
+        if output.exists() and store_file.exists() and os.path.samefile(output, store_file):
+            raise InvalidInput(f"--output {output} is the event store's own file {store_file}; choose another file")
 
 
 def _write_events(ledger: Any, network: Optional[str], output_format: str, stream: TextIO) -> int:

@@ -222,3 +222,20 @@ def test_sqlite_url_options_are_rejected(tmp_path: Path, option: str) -> None:
         f"error: invalid database URL {url}: a SQLite URL takes no options; remove ?{option}"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_to_overwrite_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    assert runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", url]).exit_code == 0
+    before = path.read_bytes()
+
+    result = runner.invoke(app, ["export", "--format", "csv", "--output", str(path), "--db", url])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == (
+        f"error: --output {path} is the event store's own file {path}; choose another file"
+    )
+    assert path.read_bytes() == before
+    listed = runner.invoke(app, ["network", "list", "--json", "--db", url])
+    assert '"name": "web"' in listed.stdout
