@@ -45,6 +45,8 @@ POSTGRES_MODULE = "ledger.pgstore:LedgerPostgresFactory"
 SQLITE_MODULE = "eventsourcing.sqlite"
 # The table of stored events that the eventsourcing library creates in a SQLite file.
 EVENTS_TABLE = "stored_events"
+# The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def default_url() -> str:
@@ -135,6 +137,9 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
     )
     if not create and not file_path.exists():
         raise no_ledger
+    if not _empty_or_sqlite(file_path):
+        # SQLite would take a file shorter than its 100-byte header for an empty database and overwrite it.
+        raise InvalidInput(f"{file_path} is not a SQLite database; check --db")
     tables = _sqlite_tables(file_path)
     if tables is None:
         # Not a SQLite file, or locked: the store's own error names the problem.
@@ -153,6 +158,16 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
         raise InvalidInput(
             f"invalid database URL {redact(url)}: cannot create {directory}: {error.strerror}"
         ) from None
+
+
+def _empty_or_sqlite(file_path: Path) -> bool:
+    """Return whether a file is missing, empty or starts with SQLite's header (True if it cannot be read)."""
+    try:
+        with file_path.open("rb") as stream:
+            head = stream.read(len(SQLITE_HEADER))
+    except OSError:
+        return True
+    return not head or head == SQLITE_HEADER
 
 
 def _sqlite_tables(file_path: Path) -> list[str] | None:

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from ledger.storage import SQLITE_HEADER
 
 runner = CliRunner()
 
@@ -136,30 +137,33 @@ def test_default_file_gets_its_directory(tmp_path: Path, monkeypatch: pytest.Mon
     assert listed_after.exit_code == 0, listed_after.output
 
 
-def test_read_of_non_sqlite_file_exits_three(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", ["garbage\n", "\n", "x" * 200], ids=["text", "one byte", "long text"])
+@pytest.mark.parametrize("command", NEEDS_LEDGER_COMMANDS + CREATES_LEDGER_COMMANDS, ids=" ".join)
+def test_non_sqlite_file_is_left_alone(tmp_path: Path, command: list[str], content: str) -> None:
+    # SQLite itself takes a file shorter than its header for an empty database.
     path = tmp_path / "x.db"
-    path.write_text("garbage\n")
+    path.write_text(content)
+
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code == 2, result.output
+    assert only_error_line(result.stderr) == f"error: {path} is not a SQLite database; check --db"
+    assert result.stdout == ""
+    assert path.read_text() == content
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["x.db"]
+
+
+def test_damaged_sqlite_file_exits_three(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    damaged = SQLITE_HEADER + b"\xff" * 200
+    path.write_bytes(damaged)
     url = f"sqlite:///{path}"
 
     result = runner.invoke(app, ["network", "list", "--db", url])
 
     assert result.exit_code == 3, result.output
-    assert only_error_line(result.stderr) == (
-        f"error: cannot open database {url}: file is not a database; check that --db names a netledger SQLite file"
-    )
-    assert result.stdout == ""
-    assert path.read_text() == "garbage\n"
-
-
-def test_write_to_non_sqlite_file_exits_three(tmp_path: Path) -> None:
-    path = tmp_path / "x.db"
-    path.write_text("garbage\n")
-
-    result = runner.invoke(app, ["network", "create", "web", "--pool", "10.0.0.0/24", "--db", f"sqlite:///{path}"])
-
-    assert result.exit_code == 3, result.output
-    assert "file is not a database" in only_error_line(result.stderr)
-    assert path.read_text() == "garbage\n"
+    assert only_error_line(result.stderr).startswith(f"error: cannot open database {url}: ")
+    assert path.read_bytes() == damaged
 
 
 def other_program_database(path: Path) -> bytes:
