@@ -81,9 +81,13 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
     from ledger.storage import default_url, redact
 
     if db is not None and not db.strip():
-        # NETLEDGER_DB set to an empty string counts as unset, but --db '' is most
-        # likely a script's unset variable: writing to the default file would hide it.
-        fail("--db is empty: give an event store URL such as sqlite:///PATH, or leave --db out for the default", 2)
+        # An empty NETLEDGER_DB counts as unset (click ignores it), but --db '' or a blank
+        # NETLEDGER_DB is most likely a script's unset variable: using the default file would hide it.
+        fail(
+            "the event store URL (--db or NETLEDGER_DB) is blank: give one such as sqlite:///PATH, "
+            "or leave both unset for the default file",
+            2,
+        )
     explicit_url = db.strip() if db else ""
     url = explicit_url or default_url()
     try:

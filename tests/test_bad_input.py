@@ -175,8 +175,8 @@ CASES: list[tuple[Args, int, str]] = [
     ("container create web --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("events --db sqlite:////nonexistent/dir/x.db", 2, MISSING_DIRECTORY),
     ("events --db sqlite:///nonexistent/dir/x.db", 2, "(sqlite:///PATH is relative; sqlite:////PATH is absolute)"),
-    (["container", "create", "web", "--db", ""], 2, "--db is empty"),
-    (["network", "list", "--db", " "], 2, "--db is empty"),
+    (["container", "create", "web", "--db", ""], 2, "the event store URL (--db or NETLEDGER_DB) is blank"),
+    (["network", "list", "--db", " "], 2, "the event store URL (--db or NETLEDGER_DB) is blank"),
     # positions beyond 64 bits, which SQLite cannot take as parameters
     ("diff web 1 99999999999999999999999", 2, "invalid TO position '99999999999999999999999': use a whole number"),
     ("diff web 9223372036854775808 TO", 2, "invalid FROM position '9223372036854775808'"),
