@@ -78,7 +78,7 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
     from eventsourcing.persistence import MapperDeserialisationError, PersistenceError
 
     from ledger.errors import LedgerError, Refused
-    from ledger.storage import default_url, redact
+    from ledger.storage import default_url, environment_for, redact, undo_new_ledger
 
     if db is not None and not db.strip():
         # An empty NETLEDGER_DB counts as unset (click ignores it), but --db '' or a blank
@@ -90,16 +90,22 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
         )
     explicit_url = db.strip() if db else ""
     url = explicit_url or default_url()
+    undo = None
     try:
-        ledger = _connect(url, create=create, create_directory=not explicit_url)
+        env = environment_for(url, create=create, create_directory=not explicit_url)
+        # A command that may start a ledger in a new file leaves no file behind if it fails.
+        undo = undo_new_ledger(env) if create else None
+        ledger = _connect(url, env)
         try:
             yield ledger
         finally:
             ledger.close()
     except LedgerError as error:
+        _undo(undo)
         log.info("command %s: %s", "refused" if isinstance(error, Refused) else "failed", error.message)
         fail(error.message, error.exit_code)
     except (PersistenceError, sqlite3.Error) as error:
+        _undo(undo)
         fail(f"database {redact(url)} failed: {_storage_reason(url, error)}", 3)
     except MapperDeserialisationError as error:
         # A stored event or snapshot that no longer decodes: damaged rows,
@@ -111,16 +117,20 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
         )
 
 
-def _connect(url: str, create: bool, create_directory: bool) -> Ledger:
+def _undo(undo: Optional[Callable[[], None]]) -> None:
+    if undo is not None:
+        undo()
+
+
+def _connect(url: str, env: dict[str, str]) -> Ledger:
     import sqlite3
 
     from eventsourcing.persistence import PersistenceError
 
     from ledger.application import Ledger
     from ledger.errors import StorageError
-    from ledger.storage import environment_for, redact
+    from ledger.storage import redact
 
-    env = environment_for(url, create=create, create_directory=create_directory)
     try:
         return Ledger(env=env)
     except sqlite3.DatabaseError as error:

@@ -191,11 +191,12 @@ def _export_to(ledger: Any, network: Optional[str], output_format: str, output: 
 def _refuse_store_files(ledger: Any, output: Path) -> None:
     """Raise InvalidInput if ``output`` is the SQLite event store or one of its companion files."""
     from ledger.errors import InvalidInput
+    from ledger.storage import SQLITE_COMPANIONS
 
     database = ledger.env.get("SQLITE_DBNAME")
     if not database or database.startswith("file:"):
         return
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", *SQLITE_COMPANIONS):
         store_file = Path(database + suffix)
         if output.exists() and store_file.exists() and os.path.samefile(output, store_file):
             raise InvalidInput(f"--output {output} is the event store's own file {store_file}; choose another file")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
@@ -47,6 +48,10 @@ SQLITE_MODULE = "eventsourcing.sqlite"
 EVENTS_TABLE = "stored_events"
 # The first bytes of every SQLite database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
+# The files SQLite keeps beside a database while it is open.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+# An existing file without tables that a failed command puts back: at most this large.
+MAX_SAVED_BYTES = 1 << 20
 
 
 def default_url() -> str:
@@ -142,7 +147,7 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
         raise InvalidInput(f"{file_path} is not a SQLite database; check --db")
     tables = _sqlite_tables(file_path)
     if tables is None:
-        # Not a SQLite file, or locked: the store's own error names the problem.
+        # A damaged or locked file: the store's own error names the problem.
         return
     if tables and EVENTS_TABLE not in tables:
         first_tables = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
@@ -158,6 +163,58 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
         raise InvalidInput(
             f"invalid database URL {redact(url)}: cannot create {directory}: {error.strerror}"
         ) from None
+
+
+def undo_new_ledger(env: dict[str, str]) -> Callable[[], None] | None:
+    """Return a function that puts back a SQLite file that held no ledger, or None if there is nothing to put back.
+
+    Call it before the store opens the file, and the function after a
+    command on it failed. A command that would start a ledger in a missing
+    or empty file leaves, when it fails, an empty ledger that later commands
+    would take for a real one. The function removes the file (or restores
+    its bytes) unless an event was stored in it meanwhile.
+    """
+    name = env.get("SQLITE_DBNAME", "")
+    if not name or name.startswith("file:"):
+        return None
+    path = Path(name)
+    saved: bytes | None = None
+    if path.exists():
+        if path.stat().st_size > MAX_SAVED_BYTES or _sqlite_tables(path) != []:
+            return None
+        saved = path.read_bytes()
+
+    def undo() -> None:
+        # NOTE: another process that stores its first event between this check and the removal loses it.
+        if _has_events(path):
+            return
+        for suffix in SQLITE_COMPANIONS:
+            Path(name + suffix).unlink(missing_ok=True)
+        if saved is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(saved)
+
+    return undo
+
+
+def _has_events(file_path: Path) -> bool:
+    """Return whether a SQLite file's events table holds a row (True if that cannot be read)."""
+    if not file_path.exists():
+        return False
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(file_path)
+        try:
+            found = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,))
+            if found.fetchone() is None:
+                return False
+            return connection.execute(f"SELECT 1 FROM {EVENTS_TABLE} LIMIT 1").fetchone() is not None
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return True
 
 
 def _empty_or_sqlite(file_path: Path) -> bool:

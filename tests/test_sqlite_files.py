@@ -243,3 +243,39 @@ def test_export_refuses_to_overwrite_the_store(tmp_path: Path) -> None:
     assert path.read_bytes() == before
     listed = runner.invoke(app, ["network", "list", "--json", "--db", url])
     assert '"name": "web"' in listed.stdout
+
+
+FAILING_CREATES = [
+    ["network", "create", "web", "--pool", "10.0.0.0/30", "--policy", "weird"],
+    ["network", "create", "web", "--pool", "10.0.0.0/30", "--exclude", "10.0.0.0/30"],
+    ["network", "import-host-local", "web", "{hostlocal}"],
+]
+
+
+@pytest.mark.parametrize("command", FAILING_CREATES, ids=" ".join)
+def test_failed_create_leaves_no_file(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "ledger.db"
+    (tmp_path / "hostlocal").mkdir()
+    argv = [part.format(hostlocal=tmp_path / "hostlocal") for part in command]
+
+    result = runner.invoke(app, [*argv, "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code in (1, 2), result.output
+    assert only_error_line(result.stderr).startswith("error: ")
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["hostlocal"]
+
+
+@pytest.mark.parametrize("empty", ["zero bytes", "no tables"])
+def test_failed_create_restores_empty_file(tmp_path: Path, empty: str) -> None:
+    path = tmp_path / "ledger.db"
+    if empty == "zero bytes":
+        path.touch()
+    else:
+        sqlite3.connect(path).execute("VACUUM").connection.close()
+    before = path.read_bytes()
+
+    result = runner.invoke(app, [*FAILING_CREATES[0], "--db", f"sqlite:///{path}"])
+
+    assert result.exit_code == 2, result.output
+    assert path.read_bytes() == before
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["ledger.db"]
