@@ -95,6 +95,8 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
         env = environment_for(url, create=create, create_directory=not explicit_url)
         # A command that may start a ledger in a new file leaves no file behind if it fails.
         undo = undo_new_ledger(env) if create else None
+        if not create:
+            _require_postgres_ledger(url, env)
         ledger = _connect(url, env)
         try:
             yield ledger
@@ -114,6 +116,24 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
             f"database {redact(url)} holds a record that cannot be decoded ({_first_line(error)}); "
             "run 'netledger verify' to find its position",
             3,
+        )
+
+
+def _require_postgres_ledger(url: str, env: dict[str, str]) -> None:
+    """Raise InvalidInput if ``env`` names a PostgreSQL database without the ledger's events table."""
+    from ledger.errors import InvalidInput, StorageError
+    from ledger.storage import POSTGRES_MODULE, postgres_has_ledger, redact
+
+    if env.get("PERSISTENCE_MODULE") != POSTGRES_MODULE:
+        return
+    try:
+        has_ledger = postgres_has_ledger(env)
+    except StorageError as error:
+        raise StorageError(f"cannot open database {redact(url)}: {error}{_open_advice(env, str(error))}") from None
+    if not has_ledger:
+        raise InvalidInput(
+            f"no ledger in database {redact(url)}; create a network first with 'netledger network create' "
+            "or check --db"
         )
 
 

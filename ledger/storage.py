@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
-from ledger.errors import InvalidInput
+from ledger.errors import InvalidInput, StorageError
 
 DB_ENV_VAR = "NETLEDGER_DB"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -46,6 +46,8 @@ POSTGRES_MODULE = "ledger.pgstore:LedgerPostgresFactory"
 SQLITE_MODULE = "eventsourcing.sqlite"
 # The table of stored events that the eventsourcing library creates in a SQLite file.
 EVENTS_TABLE = "stored_events"
+# Its name in PostgreSQL, where the library names it after the application ("netledger").
+POSTGRES_EVENTS_TABLE = "netledger_events"
 # The first bytes of every SQLite database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The files SQLite keeps beside a database while it is open.
@@ -299,18 +301,45 @@ def diagnose(env: dict[str, str]) -> str | None:
     import psycopg
 
     try:
-        connection = psycopg.connect(
-            dbname=env["POSTGRES_DBNAME"],
-            host=env["POSTGRES_HOST"],
-            port=env["POSTGRES_PORT"],
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            connect_timeout=max(1, int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5")))),
-        )
+        connection = _postgres_connect(env)
     except psycopg.Error as error:
         return scrub(str(error), env.get("POSTGRES_PASSWORD", ""))
     connection.close()
     return None
+
+
+def postgres_has_ledger(env: dict[str, str]) -> bool:
+    """Return whether a PostgreSQL database holds the ledger's events table.
+
+    Opening the store creates its tables, so a command that only reads asks
+    first: on a database without a ledger it fails instead of creating one.
+    Raise StorageError, with the server's reason and no password, when the
+    question fails.
+    """
+    import psycopg
+
+    try:
+        with _postgres_connect(env) as connection:
+            row = connection.execute(
+                "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+                (env.get("POSTGRES_SCHEMA", "public"), POSTGRES_EVENTS_TABLE),
+            ).fetchone()
+    except psycopg.Error as error:
+        raise StorageError(scrub(str(error), env.get("POSTGRES_PASSWORD", ""))) from None
+    return bool(row and row[0])
+
+
+def _postgres_connect(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(
+        dbname=env["POSTGRES_DBNAME"],
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        connect_timeout=max(1, int(float(env.get("POSTGRES_CONNECT_TIMEOUT", "5")))),
+    )
 
 
 def scrub(message: str, password: str) -> str:

@@ -11,6 +11,7 @@ advice given when a database is missing or a role may not create tables.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ from ledger.application import Ledger
 from ledger.errors import StorageError
 from ledger.pgstore import APPEND_STATEMENT
 from ledger.pgwire import run_prepared
-from ledger.storage import environment_for
+from ledger.storage import environment_for, postgres_has_ledger
 from projections.compare import compare_stored
 from projections.runner import ReadModels
 from tests.pgserver import writer_login
@@ -182,14 +183,18 @@ def test_open_leaves_functions_unchanged(postgres_url: str) -> None:
 
 
 def test_parallel_commands_on_new_database(postgres_url: str) -> None:
+    # Each process opens the new database and creates its tables and functions, racing the others.
     commands = [
         subprocess.Popen(
-            [sys.executable, "-c", "from cli.main import main; main()", "network", "list", "--db", postgres_url],
+            [
+                sys.executable, "-c", "from cli.main import main; main()",
+                "network", "create", f"net{number}", "--pool", f"10.{number}.0.0/24", "--db", postgres_url,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(PARALLEL_COMMANDS)
+        for number in range(PARALLEL_COMMANDS)
     ]
     outcomes = [(command.wait(timeout=120), command.stderr.read() if command.stderr else "") for command in commands]
     for command in commands:
@@ -198,6 +203,10 @@ def test_parallel_commands_on_new_database(postgres_url: str) -> None:
                 stream.close()
 
     assert [code for code, _ in outcomes] == [0] * PARALLEL_COMMANDS, [error for _, error in outcomes]
+    listed = runner.invoke(app, ["network", "list", "--json", "--db", postgres_url])
+    assert sorted(network["name"] for network in json.loads(listed.stdout)) == sorted(
+        f"net{number}" for number in range(PARALLEL_COMMANDS)
+    )
 
 
 def test_missing_database_says_create_it(postgres_url: str) -> None:
@@ -220,3 +229,26 @@ def test_role_without_create_says_create_tables_no(postgres_url: str) -> None:
     assert "permission denied for schema public" in without_option.stderr
     assert "adds ?create_tables=no to the URL" in without_option.stderr
     assert with_option.exit_code == 0, with_option.stderr
+
+
+@pytest.mark.parametrize("command", [["network", "list"], ["free", "web"], ["container", "create", "web"]], ids=" ".join)
+def test_database_without_ledger_gets_no_tables(postgres_url: str, command: list[str]) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE inventory (item text)")
+
+    result = runner.invoke(app, [*command, "--db", postgres_url])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: no ledger in database {postgres_url}; create a network first with 'netledger network create' "
+        "or check --db\n"
+    )
+    with psycopg.connect(postgres_url) as connection:
+        tables = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    assert tables == [("inventory",)]
+
+
+def test_ledger_found_after_open(postgres_url: str) -> None:
+    Ledger(env=environment_for(postgres_url)).close()
+
+    assert postgres_has_ledger(environment_for(postgres_url))
