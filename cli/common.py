@@ -49,9 +49,15 @@ RequestIdOption = Annotated[
     Optional[str],
     typer.Option(
         "--request-id",
-        help="Id of this request, recorded in every event (default: a new UUID). Repeating a container "
-        "or pool command with the same id returns its first result instead of applying it again.",
+        help="Id of this request, recorded in every event (default: a new UUID). Repeating the command with "
+        "the same id returns its first result instead of applying it again, while the network still lists "
+        "the request (its last 10,000 requests of the last hour).",
     ),
+]
+# Network create and import are not retried by request id.
+RecordedRequestIdOption = Annotated[
+    Optional[str],
+    typer.Option("--request-id", help="Id of this request, recorded in every event (default: a new UUID)."),
 ]
 
 
@@ -214,8 +220,8 @@ def command_context(actor: Optional[str], reason: Optional[str], request_id: Opt
         raise InvalidInput("--actor is empty; give a name or leave the option out")
     if actor is not None and not (len(actor) <= 128 and actor.isprintable()):
         raise InvalidInput("--actor must be 1-128 printable characters on one line")
-    if request_id is not None and not (1 <= len(request_id) <= 128 and request_id.isprintable()):
-        raise InvalidInput("--request-id must be 1-128 printable characters")
+    if request_id is not None and not (1 <= len(request_id) <= 128 and request_id.isprintable() and request_id.strip()):
+        raise InvalidInput("--request-id must be 1-128 printable characters, not only spaces")
     # Every event of the command stores the reason, so it is kept to a sentence or two.
     if reason is not None and not (len(reason) <= 1000 and reason.isprintable()):
         raise InvalidInput("--reason must be printable text on one line, at most 1000 characters")

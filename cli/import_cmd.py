@@ -11,7 +11,7 @@ from cli.common import (
     DbOption,
     JsonOption,
     ReasonOption,
-    RequestIdOption,
+    RecordedRequestIdOption,
     command_context,
     guard_input,
     log,
@@ -37,7 +37,7 @@ def import_host_local(
     ] = None,
     db: DbOption = None,
     reason: ReasonOption = None,
-    request_id: RequestIdOption = None,
+    request_id: RecordedRequestIdOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Record each address reserved by host-local as a pooled container, with actor "import".

@@ -11,7 +11,7 @@ from cli.common import (
     DbOption,
     JsonOption,
     ReasonOption,
-    RequestIdOption,
+    RecordedRequestIdOption,
     command_context,
     guard_input,
     log,
@@ -60,7 +60,7 @@ def create(
     db: DbOption = None,
     actor: ActorOption = None,
     reason: ReasonOption = None,
-    request_id: RequestIdOption = None,
+    request_id: RecordedRequestIdOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a network over a fixed pool of addresses.

@@ -94,6 +94,8 @@ def environment_for(url: str, *, create: bool = True, create_directory: bool = T
         parts = urlsplit(url.strip())
     except ValueError:
         raise InvalidInput(f"invalid database URL {redact(url)}: it cannot be parsed") from None
+    if parts.fragment:
+        raise InvalidInput(f"invalid database URL {redact(url)}: a database URL has no #fragment; remove #{parts.fragment}")
     if parts.scheme == "sqlite":
         if parts.query:
             raise InvalidInput(
@@ -265,12 +267,14 @@ def _postgres_environment(url: str, parts) -> dict[str, str]:  # type: ignore[no
         "POSTGRES_CONNECT_TIMEOUT": "5",
         **POSTGRES_POOL,
     }
-    for key, values in parse_qs(parts.query).items():
+    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
         if key not in POSTGRES_OPTIONS:
             raise InvalidInput(
                 f"invalid database URL {safe}: unknown option {key!r}; "
                 f"known options are {', '.join(sorted(POSTGRES_OPTIONS))}"
             )
+        if not values[-1]:
+            raise InvalidInput(f"invalid database URL {safe}: option {key!r} has no value; give one or leave it out")
         env[POSTGRES_OPTIONS[key]] = values[-1]
     timeout = env["POSTGRES_CONNECT_TIMEOUT"]
     if not (timeout.isdigit() and 1 <= int(timeout) <= 600):

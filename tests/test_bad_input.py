@@ -177,6 +177,10 @@ CASES: list[tuple[Args, int, str]] = [
     ("events --db sqlite:///nonexistent/dir/x.db", 2, "(sqlite:///PATH is relative; sqlite:////PATH is absolute)"),
     (["container", "create", "web", "--db", ""], 2, "the event store URL (--db or NETLEDGER_DB) is blank"),
     (["network", "list", "--db", " "], 2, "the event store URL (--db or NETLEDGER_DB) is blank"),
+    ("network list --db sqlite:///x.db#frag", 2, "a database URL has no #fragment; remove #frag"),
+    ("network list --db postgresql://127.0.0.1/db?schema", 2, "option 'schema' has no value"),
+    ("network list --db postgresql://127.0.0.1/db?connect_timeout=", 2, "option 'connect_timeout' has no value"),
+    (["container", "create", "web", "--request-id", "   "], 2, "--request-id must be 1-128 printable characters"),
     # positions beyond 64 bits, which SQLite cannot take as parameters
     ("diff web 1 99999999999999999999999", 2, "invalid TO position '99999999999999999999999': use a whole number"),
     ("diff web 9223372036854775808 TO", 2, "invalid FROM position '9223372036854775808'"),
