@@ -95,7 +95,9 @@ def environment_for(url: str, *, create: bool = True, create_directory: bool = T
     except ValueError:
         raise InvalidInput(f"invalid database URL {redact(url)}: it cannot be parsed") from None
     if parts.fragment:
-        raise InvalidInput(f"invalid database URL {redact(url)}: a database URL has no #fragment; remove #{parts.fragment}")
+        raise InvalidInput(
+            f"invalid database URL {redact(url)}: a database URL has no #fragment; remove #{parts.fragment}"
+        )
     if parts.scheme == "sqlite":
         if parts.query:
             raise InvalidInput(
