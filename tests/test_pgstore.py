@@ -231,7 +231,10 @@ def test_role_without_create_says_create_tables_no(postgres_url: str) -> None:
     assert with_option.exit_code == 0, with_option.stderr
 
 
-@pytest.mark.parametrize("command", [["network", "list"], ["free", "web"], ["container", "create", "web"]], ids=" ".join)
+NEEDS_LEDGER_COMMANDS = [["network", "list"], ["free", "web"], ["container", "create", "web"]]
+
+
+@pytest.mark.parametrize("command", NEEDS_LEDGER_COMMANDS, ids=" ".join)
 def test_database_without_ledger_gets_no_tables(postgres_url: str, command: list[str]) -> None:
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("CREATE TABLE inventory (item text)")
