@@ -143,11 +143,12 @@ def export(
     character outside printable ASCII written as an escape such as \\n or
     \\uXXXX, which Python's json.dumps does by default) of {previous, type,
     network, version, timestamp, payload}: previous is the digest of the
-    network's event before it (empty for the first), network is
-    network_id, timestamp is as exported, and payload is this payload plus
-    actor, reason and request_id. The exported timestamp is the digested
-    one when events were recorded in UTC, which eventsourcing 9.5 does
-    unless the TZINFO_TOPIC environment variable names another zone.
+    network's event before it (the empty string for the first), network is
+    network_id, version is a JSON number, timestamp is as exported, and
+    payload is this payload plus actor, reason and request_id. The
+    exported timestamp is the digested one when events were recorded in
+    UTC, which eventsourcing 9.5 does unless the TZINFO_TOPIC environment
+    variable names another zone.
     A summary goes to standard output, or to standard error when the events
     go to standard output.
 
