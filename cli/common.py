@@ -99,7 +99,7 @@ def open_ledger(db: Optional[str], *, create: bool = False) -> Iterator[Ledger]:
     undo = None
     try:
         env = environment_for(url, create=create, create_directory=not explicit_url)
-        # A command that may start a ledger in a new file leaves no file behind if it fails.
+        # A command that may start a ledger in a missing or empty file leaves the file as it was if it fails.
         undo = undo_new_ledger(env) if create else None
         if not create:
             _require_postgres_ledger(url, env)

@@ -174,7 +174,7 @@ def _export_to(ledger: Any, network: Optional[str], output_format: str, output: 
     """Write the events to ``output``, replacing it only once every event is written."""
     if output is None:
         return _write_events(ledger, network, output_format, sys.stdout)
-    _refuse_store_files(ledger, output)
+    _reject_store_output(ledger, output)
     partial = output.with_name(output.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as stream:
@@ -189,7 +189,7 @@ def _export_to(ledger: Any, network: Optional[str], output_format: str, output: 
     return count
 
 
-def _refuse_store_files(ledger: Any, output: Path) -> None:
+def _reject_store_output(ledger: Any, output: Path) -> None:
     """Raise InvalidInput if ``output`` is the SQLite event store or one of its companion files."""
     from ledger.errors import InvalidInput
     from ledger.storage import SQLITE_COMPANIONS

@@ -205,7 +205,7 @@ def undo_new_ledger(env: dict[str, str]) -> Callable[[], None] | None:
 
 
 def _has_events(file_path: Path) -> bool:
-    """Return whether a SQLite file's events table holds a row (True if that cannot be read)."""
+    """Return whether a SQLite file's events table contains a row (True if that cannot be read)."""
     if not file_path.exists():
         return False
     import sqlite3
@@ -315,7 +315,7 @@ def diagnose(env: dict[str, str]) -> str | None:
 
 
 def postgres_has_ledger(env: dict[str, str]) -> bool:
-    """Return whether a PostgreSQL database holds the ledger's events table.
+    """Return whether a PostgreSQL database contains the ledger's events table.
 
     Opening the store creates its tables, so a command that only reads asks
     first: on a database without a ledger it fails instead of creating one.
