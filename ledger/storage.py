@@ -172,7 +172,7 @@ def _check_sqlite_file(url: str, file_path: Path, create: bool, create_directory
 
 
 def undo_new_ledger(env: dict[str, str]) -> Callable[[], None] | None:
-    """Return a function that puts back a SQLite file that held no ledger, or None if there is nothing to put back.
+    """Return a function that restores a SQLite file without a ledger, or None if there is nothing to restore.
 
     Call it before the store opens the file, and the function after a
     command on it failed. A command that would start a ledger in a missing
@@ -317,7 +317,7 @@ def diagnose(env: dict[str, str]) -> str | None:
 def postgres_has_ledger(env: dict[str, str]) -> bool:
     """Return whether a PostgreSQL database contains the ledger's events table.
 
-    Opening the store creates its tables, so a command that only reads asks
+    Opening the store creates its tables, so a command that only reads checks
     first: on a database without a ledger it fails instead of creating one.
     Raise StorageError, with the server's reason and no password, when the
     question fails.
